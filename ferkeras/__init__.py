@@ -1,0 +1,3 @@
+"""ferkeras: facial expression recognition methods in TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"
