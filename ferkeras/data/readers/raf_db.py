@@ -1,0 +1,96 @@
+"""RAF-DB basic emotion subset (Li, Deng & Du, 2017).
+
+On disk (the ``basic`` folder of the release)::
+
+    input/raf_db/
+      EmoLabel/list_patition_label.txt        lines "train_00001.jpg 5" / "test_0001.jpg 1"
+      Image/aligned/train_00001_aligned.jpg   100x100 aligned faces (default)
+      Image/original/train_00001.jpg          with aligned=False
+      Annotation/boundingbox/train_00001_boundingbox.txt   optional with aligned=False: "x0 y0 x1 y1"
+
+(the label file name really is spelled "patition").  Labels 1..7 are Surprise,
+Fear, Disgust, Happiness, Sadness, Anger, Neutral; records carry ``label - 1``
+as the index into :data:`RAF_DB_CLASSES`.  The split is the file-name prefix
+(``train_`` / ``test_``).  RAF-DB gives 5 and 37 landmarks, not dlib's 68, so
+records have NaN landmarks; aligned crops have no box (the crop is the face).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from ferkeras.data.readers.base import INVALID_LABEL, NAN_VALUE, Reader
+from ferkeras.data.schema import FaceRecord
+
+RAF_DB_CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+MALFORMED_ROW = "malformed row"
+
+
+class RafDbReader(Reader):
+    """Reads RAF-DB basic expression labels with the aligned (or original) images.
+
+    Args:
+        root, split, verify: see :class:`~ferkeras.data.readers.base.Reader`
+            (splits ``"train"``, ``"test"``).
+        aligned: read ``Image/aligned`` (default) or ``Image/original`` plus boxes.
+    """
+
+    name = "raf_db"
+    classes = RAF_DB_CLASSES
+    split_names = ("train", "test")
+    layout = (
+        "  EmoLabel/list_patition_label.txt  (lines '<split>_<id>.jpg <label 1-7>')\n"
+        "  Image/aligned/<split>_<id>_aligned.jpg   (or Image/original/<split>_<id>.jpg with aligned=False)")
+
+    def __init__(self, root, split: str = "train", aligned: bool = True, verify: str = "header"):
+        super().__init__(root, split, verify)
+        self.aligned = aligned
+        self.label_path = self.require("EmoLabel", "list_patition_label.txt")
+        self.image_dir = self.require("Image", "aligned" if aligned else "original")
+
+    def _read(self) -> Iterator[FaceRecord]:
+        with open(self.label_path) as f:
+            for line_no, line in enumerate(f, start=1):
+                parts = line.split()
+                if not parts or not parts[0].startswith(f"{self.split}_"):
+                    continue
+                record = self._parse(parts, f"{self.label_path.name}:{line_no}")
+                if record is not None:
+                    yield record
+
+    def _parse(self, parts, where: str) -> Optional[FaceRecord]:
+        if len(parts) != 2:
+            self.skips.skip(MALFORMED_ROW, where)
+            return None
+        name, label_text = parts
+        try:
+            label = float(label_text)
+        except ValueError:
+            self.skips.skip(INVALID_LABEL, where)
+            return None
+        if np.isnan(label):
+            self.skips.skip(NAN_VALUE, where)
+            return None
+        if not label.is_integer() or not 1 <= label <= len(RAF_DB_CLASSES):
+            self.skips.skip(INVALID_LABEL, where)
+            return None
+        stem = Path(name).stem
+        image_path = self.image_dir / (f"{stem}_aligned.jpg" if self.aligned else name)
+        problem = self.image_problem(image_path)
+        if problem:
+            self.skips.skip(problem, str(image_path))
+            return None
+        record = FaceRecord(image_path=str(image_path), expression=int(label) - 1, dataset=self.name)
+        if not self.aligned:
+            box_path = self.root / "Annotation" / "boundingbox" / f"{stem}_boundingbox.txt"
+            if box_path.is_file():
+                try:
+                    values = np.array(box_path.read_text().split()[:4], np.float64)
+                except ValueError:
+                    values = np.zeros(0)
+                if values.size == 4 and np.all(np.isfinite(values)):
+                    record.box = values
+        return record
