@@ -1,8 +1,5 @@
-"""Keras callbacks for ferkeras models (one class per callback; each stands alone).
-
-* :class:`ActivationMapLogger`: activation-map overlays of a fixed set of faces (AVCE, seed 000, Sec. 4.4) written
-  to TensorBoard and as PNG files while training.
-"""
+"""ActivationMapLogger: activation-map overlays of a fixed set of faces (AVCE, seed 000, Sec. 4.4) written to
+TensorBoard and as PNG files while training."""
 
 from __future__ import annotations
 
