@@ -63,7 +63,7 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Preprocessing (graph functions, shared by the export and by tests / benchmarks)
 # ---------------------------------------------------------------------------------------------
 
-def _square_side(size) -> int:
+def square_side(size) -> int:
     """The side of a square input size given as a side or (H, W)."""
     h, w = (size, size) if np.ndim(size) == 0 else tuple(size)
     if int(h) != int(w) or int(h) < 1:
@@ -97,7 +97,7 @@ def preprocess_encoded(image_bytes, size):
     ``size`` is the side S or (S, S).  Raises ``InvalidArgumentError`` (``image_bytes[i] is not a JPEG or PNG
     image ...``) for an item that does not start like either.
     """
-    side = _square_side(size)
+    side = square_side(size)
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     indices = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
     return tf.map_fn(lambda item: _square_to_size(_checked_decode(item[0], item[1]), side),
@@ -106,7 +106,7 @@ def preprocess_encoded(image_bytes, size):
 
 def preprocess_uint8(images, size):
     """uint8 RGB images (B, h, w, 3) -> float32 (B, S, S, 3) in [0, 1] (the export's preprocessing)."""
-    side = _square_side(size)
+    side = square_side(size)
     images = tf.convert_to_tensor(images, tf.uint8)
     return tf.map_fn(lambda image: _square_to_size(image, side), images,
                      fn_output_signature=tf.TensorSpec((side, side, 3), tf.float32))
@@ -132,7 +132,7 @@ def model_image_size(model: keras.Model) -> Tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _split_outputs(outputs, model_name: str) -> Dict[str, tf.Tensor]:
+def split_outputs(outputs, model_name: str) -> Dict[str, tf.Tensor]:
     """The model's raw outputs -> {"va": (B, 2)} and / or {"expression": (B, C) logits}."""
     if isinstance(outputs, dict):
         unknown = sorted(set(outputs) - {"va", "expression"})
@@ -166,7 +166,7 @@ class ServingModule(tf.Module):
         names = None if class_names is None else tf.constant(list(class_names), tf.string)
 
         def predict(images):
-            raw = _split_outputs(model(images, training=False), model.name)
+            raw = split_outputs(model(images, training=False), model.name)
             out = {}
             if "va" in raw:
                 va = tf.cast(raw["va"], tf.float32)
@@ -238,7 +238,7 @@ def _resolve_class_names(model: keras.Model, image_size: Tuple[int, int],
                          class_names: Optional[Sequence[str]]) -> Optional[List[str]]:
     """The class names of the expression head (None without one), checked against its width."""
     probe = model(tf.zeros((1,) + tuple(image_size) + (3,)), training=False)
-    raw = _split_outputs(probe, model.name)
+    raw = split_outputs(probe, model.name)
     if "expression" not in raw:
         if class_names is not None:
             logger.warning("model %s has no expression head: class_names ignored", model.name)
@@ -281,7 +281,7 @@ def export_for_serving(model: keras.Model, export_dir: str, name: str, version: 
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
         raise ValueError(f"model name {name!r} must be a plain folder name (letters, digits, '_', '-', '.')")
-    side = _square_side(model_image_size(model) if image_size is None else image_size)
+    side = square_side(model_image_size(model) if image_size is None else image_size)
     size = (side, side)
     class_names = _resolve_class_names(model, size, class_names)
 
