@@ -7,13 +7,14 @@ A run directory holds everything one training run produced::
         train_log.csv        one row per epoch (Keras CSVLogger; appended on resume)
         tensorboard/         TensorBoard event files
         checkpoints/         best.keras (ModelCheckpoint on the monitored metric)
-        backup/              BackupAndRestore state, deleted when training finishes
+        backup/              ResumableBackup state (weights, optimisers, step), deleted when training finishes
         result.json          every metric over the whole held-out set
         va_scatter.png       predicted vs true valence / arousal and the AV plane
         training_curves.png  the CSV log as curves
 
-Resuming: run the same command with ``RunDir.open(<existing dir>)``;
-``BackupAndRestore`` restarts from the last finished epoch.  After training,
+Resuming: run the same command with ``RunDir.open(<existing dir>)``; :func:`fit` restores the last backup
+(every epoch, or every ``backup_freq`` steps) and continues at the next step with the next batch, so a killed
+run ends like an uninterrupted one (deterministic input pipelines given).  After training,
 :meth:`RunDir.restore_checkpoint` loads the best checkpoint, so that the
 evaluated model is the one that gets exported.
 
@@ -32,6 +33,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -47,19 +49,122 @@ logger = logging.getLogger("ferkeras.training")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
-def get_strategy(name: str = "default") -> tf.distribute.Strategy:
-    """The tf.distribute strategy called ``name``: ``"default"`` (one device), ``"mirrored"``
-    (all local GPUs) or ``"multi_worker"`` (``MultiWorkerMirroredStrategy``, configured by ``TF_CONFIG``).
+def _local_devices(devices: Optional[Sequence[str]]) -> list:
+    """``devices`` as given, else every local GPU, else every logical CPU device (one replica each)."""
+    if devices:
+        return list(devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
-    Build and compile the model inside ``strategy.scope()``.
+
+def get_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
+                 cross_device_ops: Optional[tf.distribute.CrossDeviceOps] = None) -> tf.distribute.Strategy:
+    """The tf.distribute strategy called ``name`` (the binaries' ``--strategy`` flag).
+
+    * ``"default"``: one device;
+    * ``"mirrored"``: ``MirroredStrategy`` over ``devices`` (default: every local GPU, else every logical CPU
+      device; split a CPU into several with ``tf.config.set_logical_device_configuration`` before TensorFlow
+      initialises).  Without GPUs the gradients are reduced with ``ReductionToOneDevice`` (tested here on two
+      logical CPU devices): TensorFlow's default all-reduce targets NCCL, and a collective all-reduce between
+      logical CPU devices has been seen to fail with "Shape mismatch in the collective instance" (Keras 3.15).
+      ``cross_device_ops`` overrides the choice;
+    * ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` configured by the ``TF_CONFIG`` environment variable
+      (``{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}``), one process per
+      worker, each started with the same command.
+
+    Build, compile and :func:`build_for_strategy` the model inside ``strategy.scope()``.  The batch size of
+    the input pipeline is the *global* batch: every replica trains on ``batch / num_replicas_in_sync``
+    examples and the gradients are summed over the replicas, with every mean-type loss divided by
+    ``num_replicas_in_sync`` (Keras does this for compiled losses; :class:`ferkeras.models.avce.AVCEModel`
+    does it in its ``train_step``).  Batch statistics (batch normalisation, the PCC / CCC of L_AV, in-batch
+    contrastive terms) are per replica, as in every data-parallel trainer.
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = _local_devices(devices)
+        if cross_device_ops is None and not any("GPU" in d.upper() for d in devices):
+            cross_device_ops = tf.distribute.ReductionToOneDevice()
+        strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
+        logger.info("MirroredStrategy over %d replicas: %s", strategy.num_replicas_in_sync, devices)
+        return strategy
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if "TF_CONFIG" not in os.environ:
+            logger.warning("--strategy=multi_worker without TF_CONFIG: training on this process alone")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        logger.info("MultiWorkerMirroredStrategy: %d replicas in sync", strategy.num_replicas_in_sync)
+        return strategy
     raise ValueError(f"unknown distribution strategy {name!r}; choose one of {STRATEGIES}")
+
+
+def _vector_logs(step):
+    """``step`` (a ``train_step`` / ``test_step``) with its scalar logs reshaped to ``(1,)``."""
+
+    def vector_logs_step(data):
+        logs = step(data)
+        return {k: tf.reshape(v, (1,)) if getattr(v, "shape", None) is not None and v.shape.rank == 0 else v
+                for k, v in logs.items()}
+
+    return vector_logs_step
+
+
+def _symbolic_build_done(iterator=None, data_batch=None):
+    """Replaces ``model._maybe_symbolic_build`` once :func:`build_for_strategy` has built everything it builds."""
+
+
+def _build_variables(model: keras.Model) -> None:
+    """The model's weights (calling it on zeros of its input shape if unbuilt) and its optimisers' slots."""
+    if not model.built or not model.weights:
+        shapes = [tuple(t.shape) for t in getattr(model, "inputs", None) or []]
+        if not shapes:
+            raise ValueError(f"build_for_strategy: model {model.name!r} is not built and has no Input; call it on "
+                             "a batch first")
+        zeros = [np.zeros((1,) + s[1:], "float32") for s in shapes]
+        model(zeros[0] if len(zeros) == 1 else zeros, training=False)
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(f"build_for_strategy: compile model {model.name!r} first")
+    if hasattr(model, "build_optimizers"):
+        model.build_optimizers()
+    elif not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+def build_for_strategy(model: keras.Model, data=None) -> keras.Model:
+    """Creates every variable of a compiled ``model`` now: its weights (by calling it on zeros of its input
+    shape if it is not built), its optimisers' slots (each optimiser built on its own variable list) and, given
+    ``data`` (a ``tf.data.Dataset`` of ``(inputs, targets)``, or its ``element_spec``), its compiled metrics
+    and losses.
+
+    Call it inside ``strategy.scope()`` after ``compile``, and before ``fit`` or a resume (:func:`fit` calls
+    it with the training data); call it again after recompiling.  It avoids three failures seen with Keras 3.15
+    under tf.distribute: optimisers built lazily inside the replicated train step fail under
+    ``MirroredStrategy`` (a placeholder error), and one built before the model's variables exist fails with
+    "Unknown variable"; and ``fit`` under ``MultiWorkerMirroredStrategy`` fails ("Attempt to convert a value
+    (PerReplica ...) to a Tensor"), because Keras all-reduces a whole input batch to build the model
+    symbolically.  With ``data``, that symbolic build is done here from the dataset's ``element_spec`` and
+    ``fit``'s own (which under any strategy also iterates the dataset once more than needed, changing the
+    order of a reshuffling dataset) is switched off for this model.  Under ``MultiWorkerMirroredStrategy``
+    Keras' reduction of the per-step logs fails on scalars: the model's ``train_step`` / ``test_step`` are
+    wrapped to return them as vectors of one value.  Handles several optimisers through the
+    model's ``build_optimizers`` (:class:`ferkeras.models.avce.AVCEModel`).  Returns ``model``.
+    """
+    with model.distribute_strategy.scope():  # the strategy the model was created under (no-op inside it)
+        _build_variables(model)
+    if (isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and not getattr(model, "_ferkeras_vector_logs", False)):
+        # Keras reduces each step's logs across the workers with reduce("MEAN", value, axis=0), which fails on the
+        # scalar logs ("Invalid reduction dimension 0"): make them vectors of one value (the mean is unchanged).
+        model.train_step, model.test_step = _vector_logs(model.train_step), _vector_logs(model.test_step)
+        model._ferkeras_vector_logs = True
+    if data is not None:
+        spec = data.element_spec if isinstance(data, tf.data.Dataset) else data
+        if not isinstance(spec, (tuple, list)) or len(spec) < 2:
+            raise ValueError(f"build_for_strategy: data must yield (inputs, targets[, sample_weight]); got {spec}")
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=tuple(spec))
+        if getattr(model, "_distribute_strategy", None) is not None:
+            model._maybe_symbolic_build = _symbolic_build_done
+    return model
 
 
 def _flag_line(name: str, value: Any) -> Optional[str]:
@@ -86,6 +191,84 @@ def _jsonable(value: Any) -> Any:
         value = float(value)
         return value if math.isfinite(value) else None
     return value
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Backs up the training state (the model's weights and every optimiser's state, through
+    ``model.save_weights``) and the number of training steps taken, for an exact resume by :func:`fit`.
+
+    Unlike ``keras.callbacks.BackupAndRestore``, which restarts an interrupted epoch from its first batch even
+    when it saved mid-epoch (so those batches are trained twice), the saved step count lets :func:`fit`
+    continue at the next batch.  Each save is atomic: the weights go to a new file, then ``state.json``
+    naming it replaces the previous one, so a process killed while saving leaves the previous backup intact.
+
+    Args:
+        backup_dir: folder of the backup (created on the first save).
+        save_freq: ``"epoch"`` (at every epoch end) or an int ``k`` (every ``k`` training steps, counted over
+            the whole run, and at every epoch end).
+    """
+
+    STATE = "state.json"
+
+    def __init__(self, backup_dir: str, save_freq="epoch"):
+        super().__init__()
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq >= 1):
+            raise ValueError(f"ResumableBackup: save_freq must be 'epoch' or an int >= 1, got {save_freq!r}")
+        self.backup_dir = backup_dir
+        self.save_freq = save_freq
+        self.global_step = 0
+        self._epoch = 0
+        self._epoch_start = 0
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.backup_dir, self.STATE)
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the last backup into ``model`` (built, with built optimisers: :func:`build_for_strategy`);
+        returns the number of training steps it had taken (0, model untouched, if there is no backup)."""
+        if not os.path.exists(self.state_path):
+            return 0
+        with open(self.state_path) as f:
+            state = json.load(f)
+        weights = os.path.join(self.backup_dir, state["weights"])
+        try:
+            model.load_weights(weights)
+        except Exception as e:  # a backup of another model, or a damaged file
+            raise ValueError(f"cannot resume from the backup {weights} (saved at step {state['global_step']}): "
+                             f"{e}. Is this the run directory of the same model and flags?") from e
+        self.global_step = int(state["global_step"])
+        logger.info("resumed from %s: %d training steps done", weights, self.global_step)
+        return self.global_step
+
+    def save(self) -> None:
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"step-{self.global_step}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"global_step": self.global_step, "epoch": self._epoch, "weights": name}, f)
+        os.replace(tmp, self.state_path)
+        for old in os.listdir(self.backup_dir):
+            if old.endswith(".weights.h5") and old != name:
+                os.remove(os.path.join(self.backup_dir, old))
+
+    def delete(self) -> None:
+        """Removes the backup (training finished)."""
+        if os.path.isdir(self.backup_dir):
+            shutil.rmtree(self.backup_dir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._epoch_start = epoch, self.global_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        previous, self.global_step = self.global_step, self._epoch_start + batch + 1
+        if isinstance(self.save_freq, int) and self.global_step // self.save_freq > previous // self.save_freq:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        self.save()
 
 
 class RunDir:
@@ -140,12 +323,20 @@ class RunDir:
             f.write("\n".join(lines) + "\n")
         return path
 
+    def backup(self, save_freq="epoch") -> ResumableBackup:
+        """The :class:`ResumableBackup` of this run (folder ``backup/``)."""
+        return ResumableBackup(self.file("backup"), save_freq=save_freq)
+
     def callbacks(self, monitor: str = "val_loss", mode: str = "min", tensorboard: bool = True,
-                  checkpoint: bool = True, backup: bool = True, csv_log: bool = True) -> list:
-        """TensorBoard, ModelCheckpoint (best ``monitor``), BackupAndRestore and CSVLogger callbacks for ``fit``."""
+                  checkpoint: bool = True, backup: bool = True, csv_log: bool = True, backup_freq="epoch") -> list:
+        """TensorBoard, ModelCheckpoint (best ``monitor``), :class:`ResumableBackup` (every ``backup_freq``:
+        ``"epoch"`` or a number of steps) and CSVLogger callbacks for ``model.fit``.
+
+        The backup restores only through :func:`fit` (``ResumableBackup.restore``), not by itself.
+        """
         cbs = []
         if backup:
-            cbs.append(keras.callbacks.BackupAndRestore(self.file("backup")))
+            cbs.append(self.backup(backup_freq))
         if csv_log:
             cbs.append(keras.callbacks.CSVLogger(self.file(self.CSV_LOG), append=True))
         if checkpoint:
@@ -195,20 +386,84 @@ class RunDir:
 
 def fit(model: keras.Model, train_data, run_dir: RunDir, epochs: int, validation_data=None,
         steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None,
-        monitor: str = "val_loss", mode: str = "min", extra_callbacks: Sequence = (), verbose="auto"):
-    """``model.fit`` with the run directory's callbacks; returns ``(history, seconds)``.
+        monitor: str = "val_loss", mode: str = "min", extra_callbacks: Sequence = (), verbose="auto",
+        backup_freq="epoch"):
+    """``model.fit`` with the run directory's callbacks, resuming exactly where a killed run stopped;
+    returns ``(history, seconds)``.
 
-    Without ``validation_data`` the checkpoint monitors the training ``loss``.  The
-    datasets are used as they are (shuffle them in the pipeline).
+    Args:
+        model: compiled (inside the strategy's scope, if any); :func:`build_for_strategy` is applied here.
+        train_data: the training stream, batch ``k`` feeding training step ``k`` (shuffle in the pipeline with
+            a seed, then ``.repeat()``), or a callable ``start_step -> dataset`` returning that stream from
+            batch ``start_step`` on (the exact choice for mid-epoch resumes, see below); a finite dataset
+            (one pass per epoch) without ``steps_per_epoch`` resumes at epoch ends only.
+        backup_freq: ``"epoch"`` or an int ``k``: back up the training state (weights, every optimiser's state,
+            step count) every ``k`` steps and at every epoch end, in ``run_dir/backup`` (deleted at the end).
+
+    Resuming: when ``run_dir`` holds a backup (a run of the same command that was interrupted), the model and
+    optimisers are restored and training continues at the next step with the next batch of the stream: the
+    stream skips the ``n`` batches already trained (``train_data.skip(n)``, or ``train_data(n)``).  An
+    interrupted epoch is completed first (its CSV row and logged means then cover only its remaining steps).
+    The loss trajectory then equals that of an uninterrupted run when the stream is deterministic (seeded
+    shuffle and augmentation, ``deterministic`` pipelines).  A seeded ``reshuffle_each_iteration`` dataset
+    gives a different order when the *same object* is iterated a second time in a process, so with a
+    dataset object, completing an interrupted epoch then continuing (two iterations) is exact only with the
+    callable form; :func:`fit` warns in that case.
+
+    Without ``validation_data`` the checkpoint monitors the training ``loss``.
     """
     if validation_data is None and monitor.startswith("val_"):
         monitor = monitor[4:]
-    callbacks = run_dir.callbacks(monitor=monitor, mode=mode) + list(extra_callbacks)
-    start = time.perf_counter()
-    history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        validation_data=validation_data, validation_steps=validation_steps,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
-    return history, time.perf_counter() - start
+    is_factory = callable(train_data) and not isinstance(train_data, tf.data.Dataset)
+    build_for_strategy(model, train_data(0) if is_factory else train_data)
+    callbacks = run_dir.callbacks(monitor=monitor, mode=mode, backup_freq=backup_freq) + list(extra_callbacks)
+    backup = next(cb for cb in callbacks if isinstance(cb, ResumableBackup))
+    done = backup.restore(model)
+    if steps_per_epoch is None:
+        if done:
+            with open(backup.state_path) as f:
+                first_epoch = int(json.load(f)["epoch"])
+            logger.info("resuming at epoch %d (no steps_per_epoch: an interrupted epoch restarts)", first_epoch)
+        else:
+            first_epoch = 0
+        phases = [(first_epoch, epochs, None, 0)] if first_epoch < epochs else []
+    else:
+        first_epoch, in_epoch = divmod(done, steps_per_epoch)
+        phases = []
+        if in_epoch:  # complete the interrupted epoch
+            phases.append((first_epoch, first_epoch + 1, steps_per_epoch - in_epoch, done))
+            first_epoch += 1
+        if first_epoch < epochs:
+            phases.append((first_epoch, epochs, steps_per_epoch, first_epoch * steps_per_epoch))
+        if len(phases) > 1 and not is_factory:
+            logger.warning("resuming mid-epoch with a dataset object: the epochs after the interrupted one "
+                           "iterate it a second time, which reshuffles a seeded reshuffle_each_iteration "
+                           "dataset differently from an uninterrupted run; pass a callable start_step -> "
+                           "dataset for an exact resume")
+
+    def stream(start):
+        if is_factory:
+            return train_data(start)
+        return train_data.skip(start) if start else train_data
+
+    start_time = time.perf_counter()
+    history = None
+    for initial_epoch, end_epoch, steps, start in phases:
+        backup.global_step = start
+        h = model.fit(stream(start), initial_epoch=initial_epoch, epochs=end_epoch, steps_per_epoch=steps,
+                      validation_data=validation_data, validation_steps=validation_steps,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
+        if history is None:
+            history = h
+        else:
+            history.epoch += h.epoch
+            for key, values in h.history.items():
+                history.history.setdefault(key, []).extend(values)
+    if history is None:
+        logger.warning("nothing to train: the backup in %s is at step %d, past %d epochs", run_dir.path, done, epochs)
+        history = keras.callbacks.History()
+    backup.delete()
+    return history, time.perf_counter() - start_time
 
 
 def collect_predictions(model: keras.Model, dataset: Iterable, steps: Optional[int] = None
