@@ -1,10 +1,16 @@
-"""Benchmark of the ways to compute AVCE's Sp(z) (Eq. 6, seed 000 Sec. 3.5) on one (B, d) batch, side by side.
+"""Benchmarks of AVCE's Sp(z) (Eq. 6, seed 000 Sec. 3.5), side by side. Not a test.
 
-Prints, for each method, the median wall time per batch, its ratio to the closed form under tf.function, and the
-largest |delta| to the exact float64 NumPy projection. The paper reports about 1.3 s per mini-batch for its
-cvxpy + ECOS solve (Xeon E5-1650). Not a test.
+1. ``--what=sparsemax``: the ways to compute Sp(z) on one (B, d) batch: median wall time per batch, its ratio to the
+   closed form under tf.function, and the largest |delta| to the exact float64 NumPy projection. The paper reports
+   about 1.3 s per mini-batch for its cvxpy + ECOS solve (Xeon E5-1650).
+2. ``--what=train_step``: training throughput (images/s) of the AVCE model (Algorithm 1: two forward/backward
+   passes) with closed-form and with ECOS sparsemax, against the supervised baseline
+   (ferkeras.models.baseline, task va: one pass of L_AV) on the same backbone, image size and batch. The three
+   models are timed in interleaved rounds (so a change in machine load hits all of them alike); each figure is the
+   median over the rounds of ``batch / seconds per train_on_batch``.
 
-    python tools/bench_sparsemax.py --batch=256 --dim=32   # after `pip install -e .` (or with PYTHONPATH=.)
+    python tools/bench_sparsemax.py --batch=256 --dim=32          # both (after `pip install -e .` or PYTHONPATH=.)
+    python tools/bench_sparsemax.py --what=train_step --train_backbone=alexnet --train_image_size=64
 """
 
 import os
@@ -30,6 +36,13 @@ flags.DEFINE_integer("seed", 0, "Seed of the test features.")
 flags.DEFINE_integer("reps", 50, "Timed repetitions of the fast methods (closed form, NumPy).")
 flags.DEFINE_integer("ecos_reps", 5, "Timed repetitions of the batched ECOS methods.")
 flags.DEFINE_integer("per_row_reps", 1, "Timed repetitions of the per-row ECOS method (slow).")
+flags.DEFINE_enum("what", "all", ("all", "sparsemax", "train_step"), "Which benchmark(s) to run.")
+flags.DEFINE_enum("train_backbone", "resnet18", ("resnet18", "alexnet"), "train_step: encoder of all models.")
+flags.DEFINE_integer("train_width", 16, "train_step: ResNet-18 stem width.")
+flags.DEFINE_integer("train_image_size", 64, "train_step: image side.")
+flags.DEFINE_integer("train_batch", 64, "train_step: batch size.")
+flags.DEFINE_integer("train_rounds", 5, "train_step: interleaved timing rounds.")
+flags.DEFINE_integer("train_steps", 5, "train_step: timed steps per model and round (after 3 warm-up steps).")
 
 
 def _time(fn, reps):
@@ -91,8 +104,7 @@ class _SumSquaresBatch:
         return self.p.value
 
 
-def main(argv):
-    del argv
+def bench_sparsemax():
     z = FLAGS.scale * np.random.default_rng(FLAGS.seed).normal(size=(FLAGS.batch, FLAGS.dim))
     exact = sparsemax_numpy(z)
     z32 = tf.constant(z, tf.float32)
@@ -147,6 +159,78 @@ def main(argv):
         delta = np.abs(result - exact).max()
         print(f"{name:44s} {seconds * 1e3:10.3f}ms {seconds / reference:14.3g} {delta:12.2e}  {note}")
     print("(x closed form: ratio to the closed form under tf.function, float32; paper: ECOS ~1.3 s per mini-batch)")
+
+
+def _train_step_models():
+    """name -> compiled model: the baseline (va) and AVCE with closed-form / ECOS sparsemax, same encoder."""
+    import keras
+
+    from ferkeras.models.avce import AVCEModel
+    from ferkeras.models.baseline import build_baseline_model, compile_baseline
+
+    shape = (FLAGS.train_image_size, FLAGS.train_image_size, 3)
+    width = FLAGS.train_width if FLAGS.train_backbone == "resnet18" else 64
+    keras.utils.set_random_seed(FLAGS.seed)
+    baseline = build_baseline_model(FLAGS.train_backbone, shape, task="va", width=width)
+    compile_baseline(baseline, "va", optimizer=keras.optimizers.Adam(1e-4))
+    models = {"baseline (L_AV, one pass)": baseline}
+    for method in ("closed_form", "ecos"):
+        model = AVCEModel(FLAGS.train_backbone, shape, sparsemax_method=method, width=width)
+        model.compile(jit_compile=False)  # the paper's optimisers (Adam 1e-4 / SGD 1e-2)
+        models[f"AVCE, {method} sparsemax"] = model
+    return models
+
+
+def bench_train_step():
+    rng = np.random.default_rng(FLAGS.seed)
+    size, batch = FLAGS.train_image_size, FLAGS.train_batch
+    images = tf.constant(rng.uniform(0, 1, (batch, size, size, 3)), tf.float32)
+    va = tf.constant(rng.uniform(-1, 1, (batch, 2)), tf.float32)
+    models = _train_step_models()
+    rates = {name: [] for name in models}
+    failures = {}
+
+    def steps(name, count):
+        """Runs ``count`` steps of model ``name``; a solver failure (ECOS) drops the model from the benchmark."""
+        try:
+            for _ in range(count):
+                models[name].train_on_batch(images, {"va": va})
+        except tf.errors.InvalidArgumentError as err:
+            lines = [line.strip() for line in err.message.splitlines() if line.strip()]
+            failures[name] = next((line for line in lines if "ECOS" in line), lines[0])[:300]
+            return False
+        return True
+
+    for name in models:
+        steps(name, 3)  # trace, then warm up
+    for _ in range(FLAGS.train_rounds):
+        for name in models:
+            if name in failures:
+                continue
+            start = time.perf_counter()
+            if steps(name, FLAGS.train_steps):
+                rates[name].append(batch * FLAGS.train_steps / (time.perf_counter() - start))
+    reference = statistics.median(rates["baseline (L_AV, one pass)"])
+    closed = statistics.median(rates["AVCE, closed_form sparsemax"] or [float("nan")])
+    encoder = FLAGS.train_backbone + (f" width {FLAGS.train_width}" if FLAGS.train_backbone == "resnet18" else "")
+    print(f"\nTraining throughput, {encoder}, {size}x{size}, batch {batch}; median of {FLAGS.train_rounds} rounds of "
+          f"{FLAGS.train_steps} train_on_batch steps")
+    print(f"{'model':32s} {'images/s':>10s} {'ms/step':>9s} {'x baseline':>11s} {'x AVCE closed':>14s}  rounds (images/s)")
+    for name, values in rates.items():
+        if name in failures:
+            print(f"{name:32s} failed after {len(values)} timed round(s): {failures[name]}")
+            continue
+        rate = statistics.median(values)
+        print(f"{name:32s} {rate:10.1f} {batch / rate * 1e3:9.1f} {rate / reference:11.3f} {rate / closed:14.3f}  "
+              + " ".join(f"{v:.0f}" for v in values))
+
+
+def main(argv):
+    del argv
+    if FLAGS.what in ("all", "sparsemax"):
+        bench_sparsemax()
+    if FLAGS.what in ("all", "train_step"):
+        bench_train_step()
 
 
 if __name__ == "__main__":

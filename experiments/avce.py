@@ -1,0 +1,248 @@
+r"""AVCE: valence-arousal regression with emotion-aware multi-view contrastive learning (Kim & Song, ECCV 2022,
+seed 000; Algorithm 1 in ferkeras.models.avce.AVCEModel).
+
+Quick start (no dataset needed; built-in synthetic faces, a few minutes on 2 CPU cores):
+
+    python experiments/avce.py --flagfile=experiments/configs/avce_synthetic.cfg
+
+It trains a quarter-width ResNet-18 with L_AV + L_AVCE (+ L_dis) on 4000 64x64 synthetic faces of 100 identities
+and evaluates on 1000 faces of 25 *other* identities: valence / arousal CCC, PCC, RMSE, SAGR, and the run directory
+(runs/avce-...) with result.json, va_scatter.png, training_curves.png, activation_maps.png (CAM through R and H,
+Grad-CAM, Score-CAM of held-out faces), activation_maps/ (the same during training), TensorBoard logs (scalars and
+activation-map images), checkpoints and flags.cfg.
+
+Other runs:
+
+    python experiments/avce.py --flagfile=experiments/configs/avce_smoke.cfg                  # seconds
+    python experiments/avce.py --flagfile=experiments/configs/avce_afew_va_alexnet.cfg \
+        --data_root=input/afew_va --fold=0                                                    # the paper's setting
+    python experiments/avce.py --contrastive=none --nouse_dis ...   # L_AV alone (the paper's baseline)
+    python experiments/avce.py --flagfile=runs/<run>/flags.cfg --resume=runs/<run>             # continue a run
+    python tools/compare_avce.py                            # L_AV alone vs AVCE f / f1 / f2 vs InfoNCE, one table
+
+Optimisers (Sec. 4.2): Adam(--lr) on E, C, R and SGD(--head_lr) on H, H1, both multiplied by --lr_factor after
+--lr_first iterations and then every --lr_every iterations (ferkeras.models.avce.AVCEStepSchedule). The length of
+a run is --iterations (the paper: 50K AFEW-VA / AffectNet, 100K Aff-Wild / Aff-Wild2) or --epochs of --steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: experiments.common
+from experiments import common  # noqa: E402
+
+DATASETS = ("synthetic", "afew_va", "affwild", "affwild2", "affectnet")
+CAM_METHODS = ("cam", "cam_head", "gradcam", "scorecam")  # = ferkeras.viz.cam.METHODS (not imported: TF-heavy)
+
+_OWN_FLAGS = [
+    flags.DEFINE_enum("backbone", "resnet18", ("alexnet", "resnet18"), "Encoder E (trained from scratch)."),
+    flags.DEFINE_integer("width", 16, "resnet18 only: stem width (64 = the standard ResNet-18 of the paper)."),
+    flags.DEFINE_enum("sparsemax", "closed_form", ("closed_form", "ecos"), "How Sp(z) (Eq. 6) is computed: the "
+                      "closed form, or cvxpy + ECOS through tf.py_function (the authors' way; slow)."),
+    flags.DEFINE_enum("contrastive", "avce", ("avce", "infonce", "barlow_twins", "none"), "Contrastive term: "
+                      "L_AVCE (Eq. 2), the Table 4 ablations, or none (with --nouse_dis: L_AV alone, the paper's "
+                      "baseline)."),
+    flags.DEFINE_enum("similarity", "f", ("f", "f1", "f2"), "Emotion-aware similarity: f (Eq. 4) or f1 / f2 "
+                      "(Eq. 5)."),
+    flags.DEFINE_bool("use_dis", True, "Second pass with L_dis (Eq. 8); --nouse_dis is the 'w/o L_dis' ablation."),
+    flags.DEFINE_bool("head_batch_norm", False, "Batch normalisation in R, H, H1 (as the paper says; the authors' "
+                      "code has none)."),
+    flags.DEFINE_float("lr", 1e-4, "Adam learning rate of E, C, R (paper: 1e-4)."),
+    flags.DEFINE_float("head_lr", 1e-2, "SGD learning rate of H, H1 (paper: 1e-2)."),
+    flags.DEFINE_integer("lr_first", 5000, "Iterations before the first learning-rate decay (paper: 5000)."),
+    flags.DEFINE_integer("lr_every", 20000, "Iterations between later decays (paper: 20000)."),
+    flags.DEFINE_float("lr_factor", 0.8, "Learning-rate decay factor (paper: 0.8)."),
+    flags.DEFINE_integer("iterations", None, "Total training iterations (overrides --epochs: the run has "
+                         "ceil(iterations / steps) epochs of --steps). Paper: 50000 AFEW-VA / AffectNet, 100000 "
+                         "Aff-Wild / Aff-Wild2."),
+    flags.DEFINE_integer("cam_images", 4, "Held-out faces drawn in the activation-map PNGs (0 = no maps)."),
+    flags.DEFINE_integer("cam_every", 1, "Log activation maps every this many epochs while training (0 = only the "
+                         "final activation_maps.png)."),
+    flags.DEFINE_list("cam_methods", "cam,cam_head,gradcam", "Maps logged while training (the final PNG has all "
+                      f"of {','.join(CAM_METHODS)})."),
+]
+_FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS, augment="flip")
+
+
+def _settings():
+    """Flag values as a dict, with the --smoke overrides (tiny data, image 32 (alexnet: 64), width 8, 2 steps)."""
+    backbone, width = flags.FLAGS.backbone, flags.FLAGS.width
+    return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 8),
+                                        iterations=None, cam_images=min(flags.FLAGS.cam_images, 2)))
+
+
+def _check(s):
+    """Errors a user can make with flag combinations, reported before anything heavy is imported."""
+    common.check(s)
+    for name in ("lr", "head_lr", "lr_factor"):
+        if not s[name] > 0:
+            raise app.UsageError(f"--{name} must be > 0, got {s[name]}")
+    if s["lr_first"] < 0 or s["lr_every"] < 1:
+        raise app.UsageError(f"--lr_first must be >= 0 and --lr_every >= 1, got {s['lr_first']} and "
+                             f"{s['lr_every']}")
+    if s["iterations"] is not None and s["iterations"] < 1:
+        raise app.UsageError(f"--iterations must be >= 1, got {s['iterations']}")
+    if s["cam_images"] < 0 or s["cam_every"] < 0:
+        raise app.UsageError(f"--cam_images and --cam_every must be >= 0, got {s['cam_images']} and "
+                             f"{s['cam_every']}")
+    unknown = [m for m in s["cam_methods"] if m not in CAM_METHODS]
+    if unknown or not s["cam_methods"]:
+        raise app.UsageError(f"--cam_methods={','.join(s['cam_methods'])}: unknown {unknown or 'empty'}; choose "
+                             f"from {','.join(CAM_METHODS)}")
+    if s["contrastive"] == "barlow_twins" and s["similarity"] != "f":
+        raise app.UsageError(f"--similarity={s['similarity']} has no effect with --contrastive=barlow_twins (it "
+                             "compares embeddings, not similarities); leave --similarity at its default")
+    if s["sparsemax"] == "ecos" and s["strategy"] != "default":
+        raise app.UsageError(f"--sparsemax=ecos runs in tf.py_function on the host; use it with "
+                             f"--strategy=default, not --strategy={s['strategy']}")
+
+
+def run_name(s) -> str:
+    """``avce-<backbone>-<dataset>-<contrastive>[-<similarity>][-nodis]``: the run directory's prefix."""
+    variant = s["contrastive"] + (f"-{s['similarity']}" if s["contrastive"] in ("avce", "infonce") else "")
+    variant += "" if s["use_dis"] else "-nodis"
+    return f"avce-{s['backbone']}-{s['dataset']}-{variant}"
+
+
+def _held_out_faces(dataset, n):
+    """The first ``n`` images of an unshuffled pipeline, as a NumPy array (fewer if the set is smaller)."""
+    import numpy as np
+
+    out = []
+    for images, _ in dataset:
+        out.append(np.asarray(images))
+        if sum(len(x) for x in out) >= n:
+            break
+    return np.concatenate(out)[:n]
+
+
+def _eval_model(model):
+    """A functional model ``images -> {"va": E -> C -> R}`` sharing ``model``'s weights, compiled with L_AV and
+    the baseline's streaming metrics, so ferkeras.training.evaluate_and_report handles it like the baseline."""
+    import keras
+
+    from ferkeras.models.baseline import baseline_losses, baseline_metrics
+
+    inputs = keras.Input(model.image_shape, name="image")
+    wrapper = keras.Model(inputs, {"va": model(inputs, training=False)}, name="avce_inference")
+    losses, _ = baseline_losses("va")
+    wrapper.compile(loss=losses, metrics=baseline_metrics("va"), jit_compile=False)
+    return wrapper
+
+
+def run(s, data=None):
+    """Trains and evaluates AVCE as the settings dict ``s`` (flag names -> values) says.
+
+    ``data``: a :class:`experiments.common.Data` to use instead of loading it (tools/compare_avce.py reuses one).
+    Returns ``(result dict, run directory path)``.
+    """
+    import keras
+    import numpy as np
+
+    from ferkeras import metrics as fm
+    from ferkeras import training
+    from ferkeras.callbacks import ActivationMapLogger
+    from ferkeras.models.avce import AVCEModel, AVCEStepSchedule
+    from ferkeras.viz.cam import activation_grid
+
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(s["seed"])
+    if s["mixed_precision"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    run_dir = (training.RunDir.open(s["resume"]) if s["resume"] else
+               training.RunDir.create(s["out_dir"], run_name(s)))
+    run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})
+    logging.info("run directory: %s", run_dir.path)
+
+    data = data or common.load_data(s, common.augmentation(s), task="va")
+    num_train = data.num_train
+
+    def select(images, targets):
+        return images, {"va": targets["va"]}
+
+    train_ds, val_ds, test_ds = (ds.map(select) for ds in (data.train, data.val, data.test))
+    steps = common.steps_per_epoch(s, num_train)
+    epochs = math.ceil(s["iterations"] / steps) if s["iterations"] else s["epochs"]
+    train_ds = train_ds.repeat()
+    data_seconds = time.perf_counter() - t0
+
+    strategy = training.get_strategy(s["strategy"])
+    with strategy.scope():
+        model = AVCEModel(
+            s["backbone"], (s["image_size"], s["image_size"], 3), sparsemax_method=s["sparsemax"],
+            contrastive=s["contrastive"], similarity=s["similarity"], use_dis=s["use_dis"],
+            head_batch_norm=s["head_batch_norm"], width=s["width"] if s["backbone"] == "resnet18" else 64)
+
+        def schedule(lr):
+            return AVCEStepSchedule(lr, first=s["lr_first"], every=s["lr_every"], factor=s["lr_factor"])
+
+        model.compile(optimizer=keras.optimizers.Adam(schedule(s["lr"])),
+                      head_optimizer=keras.optimizers.SGD(schedule(s["head_lr"])),
+                      metrics=[fm.CCC(0), fm.CCC(1), fm.CCC(), fm.PCC(), fm.RMSE(), fm.SAGR()], jit_compile=False)
+    logging.info("model: AVCE %s (%s, %s%s, sparsemax %s), %s trainable parameters", s["backbone"],
+                 s["contrastive"], s["similarity"], ", L_dis" if s["use_dis"] else "", s["sparsemax"],
+                 f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,}")
+
+    cam_faces = _held_out_faces(data.test, s["cam_images"]) if s["cam_images"] else None
+    callbacks = []
+    if cam_faces is not None and s["cam_every"]:
+        callbacks.append(ActivationMapLogger(cam_faces, every_n_epochs=s["cam_every"],
+                                             out_dir=run_dir.file("activation_maps"), method=s["cam_methods"],
+                                             log_dir=run_dir.file("tensorboard")))
+    monitor = common.checkpoint_monitor(s)
+    _, train_seconds = training.fit(model, train_ds, run_dir, epochs=epochs, steps_per_epoch=steps,
+                                    validation_data=val_ds, monitor=monitor, verbose=s["verbose"],
+                                    extra_callbacks=callbacks)
+    run_dir.restore_checkpoint(model)
+
+    figures = {}
+    if cam_faces is not None:
+        activation_grid(model, cam_faces, CAM_METHODS, path=run_dir.file("activation_maps.png"))
+        figures["final"] = "activation_maps.png"
+        if os.path.isdir(run_dir.file("activation_maps")):
+            figures["during_training"] = sorted(
+                os.path.join("activation_maps", f) for f in os.listdir(run_dir.file("activation_maps")))
+    held_out = "identities" if s["dataset"] == "synthetic" else "split"
+    title = f"{run_name(s)} (held-out {held_out})"
+    result = training.evaluate_and_report(
+        _eval_model(model), test_ds, run_dir, title=title,
+        extra={"flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
+               "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps, "epochs": epochs,
+               "iterations": int(model.optimizer.iterations.numpy()), "activation_maps": figures,
+               "evaluated_model": f"{os.path.relpath(run_dir.checkpoint_path, run_dir.path)} (best {monitor})"})
+    return result, run_dir.path
+
+
+def summary(result, path) -> str:
+    """A few lines for the terminal."""
+    m, s = result["metrics"], result["flags"]
+    lines = ["", "=" * 72, f"AVCE result on the held-out set ({s['contrastive']}, similarity {s['similarity']})"]
+    for axis in ("valence", "arousal", "mean"):
+        lines.append(f"  {axis:8s} CCC {m[f'{axis}_ccc']:.3f}  PCC {m[f'{axis}_pcc']:.3f}  "
+                     f"RMSE {m[f'{axis}_rmse']:.3f}  SAGR {m[f'{axis}_sagr']:.3f}")
+    lines.append(f"  N={m['va_count']}; {result['iterations']} iterations; time: {result['total_seconds']:.0f} s "
+                 f"total, {result['train_seconds']:.0f} s training")
+    lines.append(f"  run directory: {path}")
+    lines.append("=" * 72)
+    return "\n".join(lines)
+
+
+def main(argv):
+    common.quiet_keras_warnings()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    s = _settings()
+    _check(s)
+    result, path = run(s)
+    print(summary(result, path), flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(main)

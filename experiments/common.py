@@ -1,0 +1,198 @@
+"""What the ferkeras experiment binaries share: the data / run flags, their checks, and the train / validation / test
+pipelines (built-in synthetic faces with held-out identities, or a dataset read by :mod:`ferkeras.data.readers`).
+
+A binary calls :func:`define_shared_flags` once at import time (absl flags are process-global, so two binaries cannot
+be imported into one process), adds its own flags, and in ``main``::
+
+    s = common.settings(shared_holders + own_holders, smoke_overrides)   # flag values, --smoke applied
+    common.check(s, datasets)                                            # user errors, before heavy imports
+    data = common.load_data(s, augment, task="va")                        # train / val / test pipelines
+
+Nothing heavy (TensorFlow, Keras) is imported at module level, so flag errors are reported in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import time
+import warnings
+
+from absl import app, flags, logging
+
+READER_NAMES = {"affectnet": "affectnet", "afew_va": "afew_va", "affwild": "aff_wild", "affwild2": "aff_wild2",
+                "rafdb": "raf_db", "fer2013": "fer2013", "ferplus": "ferplus"}
+"""``--dataset`` value -> :func:`ferkeras.data.readers.make_reader` name."""
+EVAL_SPLITS = {"affectnet": "val", "afew_va": "test", "affwild": "test", "affwild2": "val", "rafdb": "test",
+               "fer2013": "test", "ferplus": "test"}
+"""The split each dataset is evaluated on (AFEW-VA: the held-out ``--fold``)."""
+AUGMENTATIONS = ("none", "flip", "avce", "sslfer", "srp", "rmfer")
+SYNTHETIC_VAL_IDENTITIES = 15
+SYNTHETIC_TEST_IDENTITIES = 25
+
+Data = collections.namedtuple("Data", "train val test classes num_train")
+"""Pipelines of ``(images, {"va", "expression"})`` batches; ``val`` is ``test`` on real datasets (see
+:func:`load_data`); ``classes`` the expression names (or None) and ``num_train`` the training faces."""
+
+SMOKE_DATA = dict(epochs=1, steps=2, batch_size=16, num_train=64, num_val=32, num_test=48, train_identities=10)
+"""What ``--smoke`` sets in every binary (binaries add their own overrides, e.g. image size)."""
+
+
+def define_shared_flags(datasets, image_size=64, batch_size=64, epochs=8, augment="flip"):
+    """Defines the data / run flags every binary has; returns their flag holders. ``datasets``: the ``--dataset``
+    choices ("synthetic" first, the default; the rest keys of :data:`READER_NAMES`)."""
+    unknown = [d for d in datasets[1:] if d not in READER_NAMES]
+    if datasets[0] != "synthetic" or unknown:
+        raise ValueError(f"define_shared_flags: datasets must start with 'synthetic' and name readers of "
+                         f"{sorted(READER_NAMES)}; got {datasets}")
+    return [
+        flags.DEFINE_enum("dataset", "synthetic", datasets, "Training / evaluation data."),
+        flags.DEFINE_string("data_root", None, "Dataset folder (input/<dataset>; see input/README.md). Required for "
+                            "every dataset but synthetic."),
+        flags.DEFINE_integer("fold", 0, "afew_va only: the cross-validation fold held out for evaluation."),
+        flags.DEFINE_integer("image_size", image_size, "Square input side in pixels."),
+        flags.DEFINE_integer("batch_size", batch_size, "Mini-batch size."),
+        flags.DEFINE_integer("epochs", epochs, "Training epochs."),
+        flags.DEFINE_integer("steps", None, "Steps per epoch (default: one pass over the training set)."),
+        flags.DEFINE_enum("augment", augment, AUGMENTATIONS, "Training augmentation: none, horizontal flip, or a "
+                          "paper preset of ferkeras.augment.spatial.FaceAugment."),
+        flags.DEFINE_integer("num_train", 4000, "synthetic only: training faces."),
+        flags.DEFINE_integer("num_val", 500, "synthetic only: validation faces (own identities)."),
+        flags.DEFINE_integer("num_test", 1000, "synthetic only: held-out test faces (own identities)."),
+        flags.DEFINE_integer("train_identities", 100, "synthetic only: identities in the training set; validation "
+                             f"and test use {SYNTHETIC_VAL_IDENTITIES} and {SYNTHETIC_TEST_IDENTITIES} further "
+                             "identities."),
+        flags.DEFINE_string("out_dir", "runs", "Parent folder of the run directory."),
+        flags.DEFINE_string("resume", None, "An existing run directory to continue (BackupAndRestore)."),
+        flags.DEFINE_integer("seed", 0, "Random seed (data order, initialisation, augmentation)."),
+        flags.DEFINE_enum("strategy", "default", ("default", "mirrored", "multi_worker"), "tf.distribute strategy."),
+        flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_float16 policy."),
+        flags.DEFINE_bool("smoke", False, "Shrink the run to seconds (tiny data and model, 1 epoch of 2 steps) to "
+                          "check that everything runs."),
+        flags.DEFINE_integer("verbose", 1, "Keras progress: 1 = progress bar, 2 = one line per epoch, 0 = silent."),
+    ]
+
+
+def settings(holders, smoke_overrides=None):
+    """Flag values of ``holders`` as a dict, with :data:`SMOKE_DATA` and ``smoke_overrides`` applied under --smoke."""
+    s = {holder.name: holder.value for holder in holders}
+    if s.get("smoke"):
+        s.update(SMOKE_DATA)
+        s.update(smoke_overrides or {})
+    return s
+
+
+def check(s):
+    """Errors a user can make with the shared flags, as ``app.UsageError`` naming the flag and value."""
+    if s["dataset"] != "synthetic" and not s["data_root"]:
+        raise app.UsageError(f"--data_root is required for --dataset={s['dataset']} (the folder holding the "
+                             f"dataset, e.g. input/{s['dataset']}; see input/README.md)")
+    if s["data_root"] and not os.path.isdir(s["data_root"]):
+        raise app.UsageError(f"--data_root={s['data_root']} is not a folder")
+    for name in ("image_size", "batch_size", "epochs", "num_train", "num_val", "num_test", "train_identities"):
+        if s[name] < 1:
+            raise app.UsageError(f"--{name} must be >= 1, got {s[name]}")
+    if s["steps"] is not None and s["steps"] < 1:
+        raise app.UsageError(f"--steps must be >= 1, got {s['steps']}")
+    if s["fold"] < 0:
+        raise app.UsageError(f"--fold must be >= 0, got {s['fold']}")
+    if s["resume"] and not os.path.isdir(s["resume"]):
+        raise app.UsageError(f"--resume={s['resume']} is not an existing run directory")
+
+
+def quiet_keras_warnings():
+    """Keras warns at the end of every pass over a dataset of unknown length (the pipelines drop undecodable images,
+    so their length is unknown); the binaries repeat the training set, so the warning carries no information."""
+    warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+
+
+def augmentation(s):
+    """The ``--augment`` :class:`~ferkeras.augment.spatial.FaceAugment` (None for "none")."""
+    from ferkeras.augment.spatial import FaceAugment
+
+    if s["augment"] == "none":
+        return None
+    if s["augment"] == "flip":
+        return FaceAugment(flip=True, seed=s["seed"])
+    return FaceAugment.preset(s["augment"], seed=s["seed"])
+
+
+@functools.lru_cache(maxsize=6)
+def _synthetic_arrays(n, size, seed, num_identities, first_identity):
+    """:func:`ferkeras.data.synthetic.synthetic_arrays`, remembered: a tool that trains several models in one
+    process on the same faces (tools/compare_avce.py) draws them once. Read-only."""
+    from ferkeras.data.synthetic import synthetic_arrays
+
+    start = time.perf_counter()
+    a = synthetic_arrays(n, size=size, seed=seed, num_identities=num_identities, first_identity=first_identity)
+    logging.info("synthetic faces: %d of identities %d..%d in %.1f s", n, first_identity,
+                 first_identity + num_identities - 1, time.perf_counter() - start)
+    return a
+
+
+def synthetic_data(s, augment=None) -> Data:
+    """Train / validation / test pipelines of synthetic faces with disjoint identities (test: never seen)."""
+    from ferkeras.data import pipeline
+    from ferkeras.data.synthetic import EXPRESSIONS
+
+    first_val = s["train_identities"]
+    first_test = first_val + SYNTHETIC_VAL_IDENTITIES
+    parts = {"train": (s["num_train"], s["train_identities"], 0, s["seed"]),
+             "val": (s["num_val"], SYNTHETIC_VAL_IDENTITIES, first_val, s["seed"] + 1),
+             "test": (s["num_test"], SYNTHETIC_TEST_IDENTITIES, first_test, s["seed"] + 2)}
+    out = {}
+    for split, (n, ids, first, seed) in parts.items():
+        a = _synthetic_arrays(n, s["image_size"], seed, ids, first)
+        training = split == "train"
+        out[split] = pipeline.from_arrays(
+            a["images"], a["valence"], a["arousal"], a["expression"], dataset="synthetic",
+            batch_size=s["batch_size"], shuffle=training, seed=s["seed"], drop_remainder=training,
+            augment=augment if training else None)
+    return Data(out["train"], out["val"], out["test"], EXPRESSIONS, s["num_train"])
+
+
+def real_data(s, augment=None, task="both") -> Data:
+    """Train and held-out pipelines of a dataset read by :mod:`ferkeras.data.readers`; the held-out split
+    (:data:`EVAL_SPLITS`) is both ``val`` and ``test``. ``task`` selects Aff-Wild2's annotation set."""
+    from ferkeras.data import pipeline
+    from ferkeras.data.readers import make_reader
+
+    name = READER_NAMES[s["dataset"]]
+    options = {}
+    if s["dataset"] == "afew_va":
+        options["fold"] = s["fold"]
+    elif s["dataset"] == "affwild2":
+        options["task"] = {"va": "va", "expression": "expr", "both": "both"}[task]
+    train_reader = make_reader(name, s["data_root"], split="train", **options)
+    test_reader = make_reader(name, s["data_root"], split=EVAL_SPLITS[s["dataset"]], **options)
+    train_records = train_reader.records()  # logs the reader's skip summary
+    test_records = test_reader.records()
+    common = dict(image_size=s["image_size"], batch_size=s["batch_size"], seed=s["seed"])
+    train = pipeline.build_dataset(train_records, training=True, augment=augment, **common)
+    test = pipeline.build_dataset(test_records, training=False, **common)
+    classes = tuple(getattr(train_reader, "classes", ()) or ()) or None
+    return Data(train, test, test, classes, len(train_records))
+
+
+def load_data(s, augment=None, task="both") -> Data:
+    """:func:`synthetic_data` or :func:`real_data` as ``--dataset`` says."""
+    if s["dataset"] == "synthetic":
+        return synthetic_data(s, augment)
+    return real_data(s, augment, task)
+
+
+def steps_per_epoch(s, num_train):
+    """``--steps``, or one pass over the training set; a clear error when the set gives no full batch."""
+    steps = s["steps"] or num_train // s["batch_size"]
+    if steps < 1:
+        raise ValueError(f"the training set of --dataset={s['dataset']} ({num_train} faces) gives no full batch "
+                         f"of --batch_size={s['batch_size']}")
+    return steps
+
+
+def checkpoint_monitor(s):
+    """The checkpoint (what result.json describes and ferkeras.export ships) is the epoch with the best validation
+    loss when the validation set is its own (synthetic: separate identities); on real datasets the validation set is
+    the test split, so the choice goes by the training loss instead (no model selection on test data)."""
+    return "val_loss" if s["dataset"] == "synthetic" else "loss"
