@@ -324,3 +324,24 @@ def test_keras_ops_sparsemax_is_still_wrong_on_tensorflow():
     from_keras = keras.ops.convert_to_numpy(keras.ops.sparsemax(z))
     assert not np.allclose(from_keras, expected, atol=1e-3), "keras.ops.sparsemax is fixed (keras-team/keras#23425)"
     assert np.all(np.abs(from_keras.sum(axis=-1) - 1.0) > 0.2)  # its rows do not even lie on the simplex
+
+
+@pytest.mark.parametrize("scale, offset", [(100.0, 0.0), (10.0, 1000.0), (1e-3, -5.0)])
+def test_ecos_is_accurate_at_any_scale(scale, offset):
+    """Rows are conditioned before solving (shift by the row max, floor at -2), which leaves the projection unchanged:
+    trained features of large scale once made ECOS stop at "optimal_inaccurate"."""
+    rng = np.random.default_rng(11)
+    z = offset + scale * rng.standard_normal((64, 32))
+    z[:8] = np.maximum(z[:8], offset)  # ReLU-like rows with many ties at their floor
+    conditioned = ecos_module.condition_rows(z)
+    assert conditioned.min() >= -2.0 and conditioned.max() == 0.0
+    np.testing.assert_allclose(sparsemax_numpy(conditioned), sparsemax_numpy(z), atol=1e-12)
+    upstream = rng.standard_normal(z.shape)
+    zt = tf.constant(z, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(zt)
+        p = sparsemax_ecos(zt)
+        loss = tf.reduce_sum(p * tf.constant(upstream))
+    np.testing.assert_allclose(p.numpy(), sparsemax_numpy(z), atol=ECOS_ATOL)
+    expected = np.einsum("...ij,...i->...j", sparsemax_jacobian_numpy(z), upstream)
+    np.testing.assert_allclose(tape.gradient(loss, zt).numpy(), expected, atol=1e-6)
