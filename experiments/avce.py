@@ -98,9 +98,9 @@ def _check(s):
     if s["contrastive"] == "barlow_twins" and s["similarity"] != "f":
         raise app.UsageError(f"--similarity={s['similarity']} has no effect with --contrastive=barlow_twins (it "
                              "compares embeddings, not similarities); leave --similarity at its default")
-    if s["sparsemax"] == "ecos" and s["strategy"] != "default":
-        raise app.UsageError(f"--sparsemax=ecos runs in tf.py_function on the host; use it with "
-                             f"--strategy=default, not --strategy={s['strategy']}")
+    if s["sparsemax"] == "ecos" and s["strategy"] == "multi_worker":
+        raise app.UsageError("--sparsemax=ecos runs in tf.py_function on each host and is tested with "
+                             "--strategy=default or mirrored only, not --strategy=multi_worker")
 
 
 def run_name(s) -> str:
@@ -136,12 +136,9 @@ def _eval_model(model):
     return wrapper
 
 
-def run(s, data=None):
-    """Trains and evaluates AVCE as the settings dict ``s`` (flag names -> values) says.
-
-    ``data``: a :class:`experiments.common.Data` to use instead of loading it (tools/compare_avce.py reuses one).
-    Returns ``(result dict, run directory path)``.
-    """
+def run(s):
+    """Trains and evaluates AVCE as the settings dict ``s`` (flag names -> values) says; returns ``(result dict, run
+    directory path)``. Synthetic faces are drawn once per process (tools/compare_avce.py trains several models)."""
     import keras
     import numpy as np
 
@@ -155,21 +152,20 @@ def run(s, data=None):
     keras.utils.set_random_seed(s["seed"])
     if s["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    run_dir = (training.RunDir.open(s["resume"]) if s["resume"] else
-               training.RunDir.create(s["out_dir"], run_name(s)))
+    run_dir = common.run_directory(s, run_name(s))
     run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})
     logging.info("run directory: %s", run_dir.path)
 
-    data = data or common.load_data(s, common.augmentation(s), task="va")
+    data = common.load_data(s, common.augmentation(s), task="va")
     num_train = data.num_train
 
     def select(images, targets):
         return images, {"va": targets["va"]}
 
-    train_ds, val_ds, test_ds = (ds.map(select) for ds in (data.train, data.val, data.test))
+    val_ds, test_ds = (ds.map(select) for ds in (data.val, data.test))
     steps = common.steps_per_epoch(s, num_train)
     epochs = math.ceil(s["iterations"] / steps) if s["iterations"] else s["epochs"]
-    train_ds = train_ds.repeat()
+    train_stream = common.training_stream(s, select, task="va")
     data_seconds = time.perf_counter() - t0
 
     strategy = training.get_strategy(s["strategy"])
@@ -196,9 +192,9 @@ def run(s, data=None):
                                              out_dir=run_dir.file("activation_maps"), method=s["cam_methods"],
                                              log_dir=run_dir.file("tensorboard")))
     monitor = common.checkpoint_monitor(s)
-    _, train_seconds = training.fit(model, train_ds, run_dir, epochs=epochs, steps_per_epoch=steps,
+    _, train_seconds = training.fit(model, train_stream, run_dir, epochs=epochs, steps_per_epoch=steps,
                                     validation_data=val_ds, monitor=monitor, verbose=s["verbose"],
-                                    extra_callbacks=callbacks)
+                                    extra_callbacks=callbacks, backup_freq=s["backup_every"] or "epoch")
     run_dir.restore_checkpoint(model)
 
     figures = {}

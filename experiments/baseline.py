@@ -74,20 +74,19 @@ def run(s):
     if s["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     outputs = check_task(s["task"])
-    run_dir = (training.RunDir.open(s["resume"]) if s["resume"] else
-               training.RunDir.create(s["out_dir"], f"baseline-{s['backbone']}-{s['dataset']}-{s['task']}"))
+    run_dir = common.run_directory(s, f"baseline-{s['backbone']}-{s['dataset']}-{s['task']}")
     run_dir.save_flags({holder.name: holder.value for holder in _FLAGS})
     logging.info("run directory: %s", run_dir.path)
 
-    train_ds, val_ds, test_ds, classes, num_train = common.load_data(s, common.augmentation(s), task=s["task"])
+    _, val_ds, test_ds, classes, num_train = common.load_data(s, common.augmentation(s), task=s["task"])
     num_classes = len(classes) if classes else 8
 
     def select(images, targets):
         return images, {key: targets[key] for key in outputs}
 
-    train_ds, val_ds, test_ds = (ds.map(select) for ds in (train_ds, val_ds, test_ds))
+    val_ds, test_ds = (ds.map(select) for ds in (val_ds, test_ds))
     steps = common.steps_per_epoch(s, num_train)
-    train_ds = train_ds.repeat()
+    train_stream = common.training_stream(s, select, task=s["task"])
     data_seconds = time.perf_counter() - t0
 
     strategy = training.get_strategy(s["strategy"])
@@ -102,8 +101,9 @@ def run(s):
                  f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,}")
 
     monitor = common.checkpoint_monitor(s)
-    _, train_seconds = training.fit(model, train_ds, run_dir, epochs=s["epochs"], steps_per_epoch=steps,
-                                    validation_data=val_ds, monitor=monitor, verbose=s["verbose"])
+    _, train_seconds = training.fit(model, train_stream, run_dir, epochs=s["epochs"], steps_per_epoch=steps,
+                                    validation_data=val_ds, monitor=monitor, verbose=s["verbose"],
+                                    backup_freq=s["backup_every"] or "epoch")
     run_dir.restore_checkpoint(model)
     held_out = "identities" if s["dataset"] == "synthetic" else "split"
     title = f"baseline {s['backbone']} on {s['dataset']} (held-out {held_out})"

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import os
+import tempfile
 import time
 import warnings
 
@@ -64,7 +66,10 @@ def define_shared_flags(datasets, image_size=64, batch_size=64, epochs=8, augmen
                              f"and test use {SYNTHETIC_VAL_IDENTITIES} and {SYNTHETIC_TEST_IDENTITIES} further "
                              "identities."),
         flags.DEFINE_string("out_dir", "runs", "Parent folder of the run directory."),
-        flags.DEFINE_string("resume", None, "An existing run directory to continue (BackupAndRestore)."),
+        flags.DEFINE_string("resume", None, "An existing run directory to continue: training restarts at the step "
+                            "after the last backup, with the same optimiser state and data order."),
+        flags.DEFINE_integer("backup_every", None, "Back up the training state every this many steps (default: at "
+                             "every epoch end only), so a killed run loses at most these steps."),
         flags.DEFINE_integer("seed", 0, "Random seed (data order, initialisation, augmentation)."),
         flags.DEFINE_enum("strategy", "default", ("default", "mirrored", "multi_worker"), "tf.distribute strategy."),
         flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_float16 policy."),
@@ -99,6 +104,46 @@ def check(s):
         raise app.UsageError(f"--fold must be >= 0, got {s['fold']}")
     if s["resume"] and not os.path.isdir(s["resume"]):
         raise app.UsageError(f"--resume={s['resume']} is not an existing run directory")
+    if s["backup_every"] is not None and s["backup_every"] < 1:
+        raise app.UsageError(f"--backup_every must be a positive number of steps, got {s['backup_every']}")
+    if s["resume"] and s["strategy"] == "multi_worker":
+        raise app.UsageError("--resume is not supported with --strategy=multi_worker yet: only the chief writes "
+                             "backups, the other workers could not restore them")
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run directory: always, except the non-chief workers of a multi-worker run
+    (TF_CONFIG's task is not the chief, nor worker 0 of a cluster without a chief)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task") or {}
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config.get("cluster", {})
+
+
+def run_directory(s, name):
+    """The run directory: ``--resume``'s, a new one under ``--out_dir``, or - on a non-chief worker of a
+    multi-worker run, whose checkpoints, logs and backups must not collide with the chief's - a temporary one."""
+    from ferkeras import training
+
+    if not is_chief():
+        return training.RunDir.create(tempfile.mkdtemp(prefix="ferkeras-worker-"), name)
+    if s["resume"]:
+        return training.RunDir.open(s["resume"])
+    return training.RunDir.create(s["out_dir"], name)
+
+
+def training_stream(s, select, task="both"):
+    """The training stream as ``ferkeras.training.fit`` wants it for exact resumes: a callable ``start_step ->``
+    the repeated training pipeline from batch ``start_step`` on, rebuilt with a fresh augmentation each call (a
+    reused augmentation's random state would have moved on). ``select`` maps ``(images, targets)`` batches."""
+
+    def stream(start_step):
+        return load_data(s, augmentation(s), task=task).train.map(select).repeat().skip(start_step)
+
+    return stream
 
 
 def quiet_keras_warnings():
@@ -156,7 +201,6 @@ def real_data(s, augment=None, task="both") -> Data:
     """Train and held-out pipelines of a dataset read by :mod:`ferkeras.data.readers`; the held-out split
     (:data:`EVAL_SPLITS`) is both ``val`` and ``test``. ``task`` selects Aff-Wild2's annotation set."""
     from ferkeras.data import pipeline
-    from ferkeras.data.readers import make_reader
 
     name = READER_NAMES[s["dataset"]]
     options = {}
@@ -164,15 +208,22 @@ def real_data(s, augment=None, task="both") -> Data:
         options["fold"] = s["fold"]
     elif s["dataset"] == "affwild2":
         options["task"] = {"va": "va", "expression": "expr", "both": "both"}[task]
-    train_reader = make_reader(name, s["data_root"], split="train", **options)
-    test_reader = make_reader(name, s["data_root"], split=EVAL_SPLITS[s["dataset"]], **options)
-    train_records = train_reader.records()  # logs the reader's skip summary
-    test_records = test_reader.records()
+    train_records, classes = _read(name, s["data_root"], "train", tuple(sorted(options.items())))
+    test_records, _ = _read(name, s["data_root"], EVAL_SPLITS[s["dataset"]], tuple(sorted(options.items())))
     common = dict(image_size=s["image_size"], batch_size=s["batch_size"], seed=s["seed"])
     train = pipeline.build_dataset(train_records, training=True, augment=augment, **common)
     test = pipeline.build_dataset(test_records, training=False, **common)
-    classes = tuple(getattr(train_reader, "classes", ()) or ()) or None
     return Data(train, test, test, classes, len(train_records))
+
+
+@functools.lru_cache(maxsize=4)
+def _read(name, root, split, options):
+    """A reader's records and class names (or None), read once per process (the training stream is rebuilt on a
+    resume, see :func:`training_stream`); logs the reader's skip summary."""
+    from ferkeras.data.readers import make_reader
+
+    reader = make_reader(name, root, split=split, **dict(options))
+    return reader.records(), tuple(getattr(reader, "classes", ()) or ()) or None
 
 
 def load_data(s, augment=None, task="both") -> Data:

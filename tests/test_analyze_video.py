@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from ferkeras import analysis as fa  # noqa: E402
 from ferkeras import export as fe  # noqa: E402

@@ -17,7 +17,7 @@ BINARY = os.path.join(REPO, "experiments", "avce.py")
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "avce_*.cfg")))
 SMOKE = os.path.join(REPO, "experiments", "configs", "avce_smoke.cfg")
 
-avce = pytest.importorskip("experiments.avce")  # defines the binary's absl flags in this process
+from experiments import avce  # noqa: E402  (defines the binary's absl flags in this process)
 from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS

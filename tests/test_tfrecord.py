@@ -166,7 +166,8 @@ def test_dlib_landmarks_and_face_detection(tmp_path):
 
 
 def test_prepare_tool_with_two_workers(tmp_path):
-    synthetic_datasets = pytest.importorskip("ferkeras.data.synthetic_datasets")
+    from ferkeras.data import synthetic_datasets
+
     result = synthetic_datasets.write_affectnet(tmp_path / "affectnet", num=12, seed=0, bad_rows=3, size=48)
     out = tmp_path / "shards"
     cmd = [sys.executable, os.path.join(REPO, "tools", "prepare_dataset.py"), "--dataset=affectnet",
