@@ -134,13 +134,7 @@ def summary(result, path) -> str:
 
 
 def main(argv):
-    common.quiet_keras_warnings()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    s = _settings()
-    _check(s)
-    result, path = run(s)
-    print(summary(result, path), flush=True)
+    common.main(argv, _settings, _check, run, summary)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,18 @@ def training_stream(s, select, task="both"):
     return stream
 
 
+def main(argv, settings, check, run, summary):
+    """Every binary's ``main``: read and check the flags (user errors before any heavy import), train and evaluate
+    with ``run(s) -> (result, run directory)``, print ``summary(result, path)``."""
+    quiet_keras_warnings()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    s = settings()
+    check(s)
+    result, path = run(s)
+    print(summary(result, path), flush=True)
+
+
 def quiet_keras_warnings():
     """Keras warns at the end of every pass over a dataset of unknown length (the pipelines drop undecodable images,
     so their length is unknown); the binaries repeat the training set, so the warning carries no information."""
