@@ -149,6 +149,14 @@ def _save_garbage(path: Path, rng: np.random.Generator) -> None:
     path.write_bytes(b"<html>not an image</html>" + rng.bytes(64))
 
 
+def _write_planned(path: Path, kind: str, image: np.ndarray, rng: np.random.Generator) -> None:
+    """Writes ``image`` as a row's plan says: a garbage file for a corrupt image, nothing for a missing one."""
+    if kind == CORRUPT_IMAGE:
+        _save_garbage(path, rng)
+    elif kind != MISSING_IMAGE:
+        _save(path, image)
+
+
 def _r(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}f}")
 
@@ -276,10 +284,7 @@ def write_afew_va(root, num: int = 32, seed: int = 0, bad_rows: BadRows = 0, siz
         for i, (kind, face) in enumerate(zip(plan, video)):
             key = f"{i:05d}"
             path = root / clip / f"{key}.png"
-            if kind == CORRUPT_IMAGE:
-                _save_garbage(path, rng)
-            elif kind != MISSING_IMAGE:
-                _save(path, face.image)
+            _write_planned(path, kind, face.image, rng)
             valence, arousal = int(round(face.valence * 10)), int(round(face.arousal * 10))
             lm = _rounded(face.landmarks)
             entry = {"valence": valence, "arousal": arousal, "landmarks": lm.tolist()}
@@ -332,10 +337,7 @@ def write_aff_wild2(root, num: int = 32, seed: int = 0, bad_rows: BadRows = 0, s
                                             video_id=video)
             for i, (kind, face) in enumerate(zip(plan, frames)):
                 path = root / "cropped_aligned" / video / f"{i + 1:05d}.jpg"
-                if kind == CORRUPT_IMAGE:
-                    _save_garbage(path, rng)
-                elif kind != MISSING_IMAGE:
-                    _save(path, face.image)
+                _write_planned(path, kind, face.image, rng)
                 valence, arousal = _r(face.valence), _r(face.arousal)
                 expression = TO_AFF_WILD2[face.expression]
                 if kind == INVALID_LABEL:
@@ -388,10 +390,7 @@ def write_aff_wild(root, num: int = 32, seed: int = 0, bad_rows: BadRows = 0, si
                                             video_id=video)
             for k, (kind, face) in enumerate(zip(plan, frames)):
                 path = root / "frames" / video / f"{k:05d}.jpg"
-                if kind == CORRUPT_IMAGE:
-                    _save_garbage(path, rng)
-                elif kind != MISSING_IMAGE:
-                    _save(path, face.image)
+                _write_planned(path, kind, face.image, rng)
                 valence, arousal = _r(face.valence), _r(face.arousal)
                 lm = _rounded(face.landmarks)
                 x0, y0, x1, y1 = (float(c) for c in _rounded(face.box))
@@ -434,10 +433,7 @@ def write_raf_db(root, num: int = 32, seed: int = 0, bad_rows: BadRows = 0, size
         for i, (kind, face) in enumerate(zip(plan, faces), start=1):
             name = f"{split}_{i:0{digits}d}"
             path = root / "Image" / "aligned" / f"{name}_aligned.jpg"
-            if kind == CORRUPT_IMAGE:
-                _save_garbage(path, rng)
-            elif kind != MISSING_IMAGE:
-                _save(path, face.image)
+            _write_planned(path, kind, face.image, rng)
             label = TO_RAF_DB[face.expression]
             text = {INVALID_LABEL: "8", NAN_VALUE: "nan"}.get(kind, str(label))
             lines.append(f"{name}.jpg {text}")
