@@ -1,5 +1,6 @@
-r"""AVCE: valence-arousal regression with emotion-aware multi-view contrastive learning (Kim & Song, ECCV 2022,
-seed 000; Algorithm 1 in ferkeras.models.avce.AVCEModel).
+r"""AVCE: valence-arousal regression with emotion-aware multi-view contrastive learning (Kim & Song, "Emotion-aware
+Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV 2022; Algorithm 1 in
+ferkeras.methods.avce.AVCEModel).
 
 Quick start (no dataset needed; built-in synthetic faces, a few minutes on 2 CPU cores):
 
@@ -21,7 +22,7 @@ Other runs:
     python tools/compare_avce.py                            # L_AV alone vs AVCE f / f1 / f2 vs InfoNCE, one table
 
 Optimisers (Sec. 4.2): Adam(--lr) on E, C, R and SGD(--head_lr) on H, H1, both multiplied by --lr_factor after
---lr_first iterations and then every --lr_every iterations (ferkeras.models.avce.AVCEStepSchedule). The length of
+--lr_first iterations and then every --lr_every iterations (ferkeras.methods.avce.AVCEStepSchedule). The length of
 a run is --iterations (the paper: 50K AFEW-VA / AffectNet, 100K Aff-Wild / Aff-Wild2) or --epochs of --steps.
 """
 
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from experiments import common  # noqa: E402
 
 DATASETS = ("synthetic", "afew_va", "affwild", "affwild2", "affectnet")
-CAM_METHODS = ("cam", "cam_head", "gradcam", "scorecam")  # = ferkeras.viz.cam.METHODS (not imported: TF-heavy)
+CAM_METHODS = ("cam", "cam_head", "gradcam", "scorecam")  # = ferkeras.methods.avce.METHODS (not imported: TF-heavy)
 
 _OWN_FLAGS = [
     flags.DEFINE_enum("backbone", "resnet18", ("alexnet", "resnet18"), "Encoder E (trained from scratch)."),
@@ -70,14 +71,14 @@ _OWN_FLAGS = [
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS, augment="flip")
 
 
-def _settings():
+def settings():
     """Flag values as a dict, with the --smoke overrides (tiny data, image 32 (alexnet: 64), width 8, 2 steps)."""
     backbone, width = flags.FLAGS.backbone, flags.FLAGS.width
     return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 8),
                                         iterations=None, cam_images=min(flags.FLAGS.cam_images, 2)))
 
 
-def _check(s):
+def check(s):
     """Errors a user can make with flag combinations, reported before anything heavy is imported."""
     common.check(s)
     for name in ("lr", "head_lr", "lr_factor"):
@@ -145,8 +146,7 @@ def run(s):
     from ferkeras import metrics as fm
     from ferkeras import training
     from ferkeras.callbacks import ActivationMapLogger
-    from ferkeras.models.avce import AVCEModel, AVCEStepSchedule
-    from ferkeras.viz.cam import activation_grid
+    from ferkeras.methods.avce import AVCEModel, AVCEStepSchedule, activation_grid
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(s["seed"])
@@ -211,26 +211,17 @@ def run(s):
         extra={"flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
                "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps, "epochs": epochs,
                "iterations": int(model.optimizer.iterations.numpy()), "activation_maps": figures,
-               "evaluated_model": f"{os.path.relpath(run_dir.checkpoint_path, run_dir.path)} (best {monitor})"})
+               "evaluated_model": f"{run_dir.CHECKPOINT} (best {monitor})"})
     return result, run_dir.path
 
 
-def summary(result, path) -> str:
-    """A few lines for the terminal."""
-    m, s = result["metrics"], result["flags"]
-    lines = ["", "=" * 72, f"AVCE result on the held-out set ({s['contrastive']}, similarity {s['similarity']})"]
-    for axis in ("valence", "arousal", "mean"):
-        lines.append(f"  {axis:8s} CCC {m[f'{axis}_ccc']:.3f}  PCC {m[f'{axis}_pcc']:.3f}  "
-                     f"RMSE {m[f'{axis}_rmse']:.3f}  SAGR {m[f'{axis}_sagr']:.3f}")
-    lines.append(f"  N={m['va_count']}; {result['iterations']} iterations; time: {result['total_seconds']:.0f} s "
-                 f"total, {result['train_seconds']:.0f} s training")
-    lines.append(f"  run directory: {path}")
-    lines.append("=" * 72)
-    return "\n".join(lines)
+def summary_title(s) -> str:
+    """The heading of the terminal summary (:func:`experiments.common.summary`)."""
+    return f"AVCE result on the held-out set ({s['contrastive']}, similarity {s['similarity']})"
 
 
 def main(argv):
-    common.main(argv, _settings, _check, run, summary)
+    common.main(argv, settings, check, run, summary_title)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ Quick start (no dataset needed; trains on the built-in synthetic faces, a few mi
     python experiments/baseline.py
 
 It trains a quarter-width ResNet-18 on 4000 64x64 synthetic faces of 100 identities for 8 epochs and evaluates
-on 1000 faces of 25 *other* identities: it prints valence / arousal CCC, PCC, RMSE and SAGR (CCC about
-0.82-0.85 / 0.87-0.89), the expression accuracy, average accuracy and macro-F1 (about 0.74), and the run
-directory (runs/baseline-...) with result.json, va_scatter.png, training_curves.png, TensorBoard logs,
-checkpoints and flags.cfg. Measured figures: experiments/README.md.
+on 1000 faces of 25 *other* identities: it prints valence / arousal CCC, PCC, RMSE and SAGR, the expression
+accuracy, average accuracy and macro-F1, and the run directory (runs/baseline-...) with result.json,
+va_scatter.png, training_curves.png, TensorBoard logs, checkpoints and flags.cfg. Measured figures:
+experiments/README.md.
 
 Other runs:
 
@@ -17,8 +17,9 @@ Other runs:
         --width=64 --image_size=224 --batch_size=128 --task=va --epochs=20 --lr=1e-4
     python experiments/baseline.py --flagfile=runs/<run>/flags.cfg --resume=runs/<run>     # continue a run
 
-Losses: L_AV (AVCE, seed 000, Sec. 4.2) on valence-arousal, cross-entropy on expressions; labels a dataset
-lacks (NaN valence-arousal, expression -1) are masked, so --task=both works on VA-only and class-only datasets.
+Losses: L_AV (Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV
+2022, Sec. 4.2) on valence-arousal, cross-entropy on expressions; labels a dataset lacks (NaN valence-arousal,
+expression -1) are masked, so --task=both works on VA-only and class-only datasets.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ _OWN_FLAGS = [
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS)
 
 
-def _settings():
+def settings():
     """Flag values as a dict, with the --smoke overrides applied (tiny data, image 32 (alexnet: 64), width 8)."""
     backbone, width = flags.FLAGS.backbone, flags.FLAGS.width
     return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 8)))
 
 
-def _check(s):
+def check(s):
     """Errors a user can make with flag combinations, reported before anything heavy is imported."""
     common.check(s)
     if s["weights"] and s["backbone"] in ("resnet18", "alexnet"):
@@ -111,30 +112,17 @@ def run(s):
         model, test_ds, run_dir, title=title, class_names=classes,
         extra={"flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
                "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps,
-               "evaluated_model": f"{os.path.relpath(run_dir.checkpoint_path, run_dir.path)} (best {monitor})"})
+               "evaluated_model": f"{run_dir.CHECKPOINT} (best {monitor})"})
     return result, run_dir.path
 
 
-def summary(result, path) -> str:
-    """A few lines for the terminal."""
-    m = result["metrics"]
-    lines = ["", "=" * 72, "baseline result on the held-out set"]
-    if "valence_ccc" in m:
-        for axis in ("valence", "arousal"):
-            lines.append(f"  {axis:8s} CCC {m[f'{axis}_ccc']:.3f}  PCC {m[f'{axis}_pcc']:.3f}  "
-                         f"RMSE {m[f'{axis}_rmse']:.3f}  SAGR {m[f'{axis}_sagr']:.3f}   (N={m['va_count']})")
-    if "expression_accuracy" in m:
-        lines.append(f"  expression accuracy {m['expression_accuracy']:.3f}  average accuracy "
-                     f"{m['expression_average_accuracy']:.3f}  macro-F1 {m['expression_macro_f1']:.3f}   "
-                     f"(N={m['expression_count']})")
-    lines.append(f"  time: {result['total_seconds']:.0f} s total, {result['train_seconds']:.0f} s training")
-    lines.append(f"  run directory: {path}")
-    lines.append("=" * 72)
-    return "\n".join(lines)
+def summary_title(s) -> str:
+    """The heading of the terminal summary (:func:`experiments.common.summary`)."""
+    return "baseline result on the held-out set"
 
 
 def main(argv):
-    common.main(argv, _settings, _check, run, summary)
+    common.main(argv, settings, check, run, summary_title)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""What the ferkeras experiment binaries share: the data / run flags, their checks, and the train / validation / test
-pipelines (built-in synthetic faces with held-out identities, or a dataset read by :mod:`ferkeras.data.readers`).
+"""What the ferkeras experiment binaries share: the data / run flags, their checks, the train / validation / test
+pipelines (built-in synthetic faces with held-out identities, or a dataset read by :mod:`ferkeras.data.readers`), the
+run directory and the terminal summary.
 
 A binary calls :func:`define_shared_flags` once at import time (absl flags are process-global, so two binaries cannot
-be imported into one process), adds its own flags, and in ``main``::
+be imported into one process), adds its own flags, and defines public ``settings()``, ``check(s)``, ``run(s)`` and
+``summary_title(s)``, which tests and tools call too; its ``main`` is :func:`main`. Inside them::
 
     s = common.settings(shared_holders + own_holders, smoke_overrides)   # flag values, --smoke applied
-    common.check(s, datasets)                                            # user errors, before heavy imports
+    common.check(s)                                                      # user errors, before heavy imports
     data = common.load_data(s, augment, task="va")                        # train / val / test pipelines
 
 Nothing heavy (TensorFlow, Keras) is imported at module level, so flag errors are reported in a fraction of a second.
@@ -13,27 +15,24 @@ Nothing heavy (TensorFlow, Keras) is imported at module level, so flag errors ar
 
 from __future__ import annotations
 
-import collections
-import functools
 import json
 import os
 import tempfile
-import time
 import warnings
 
-from absl import app, flags, logging
+from absl import app, flags
 
-READER_NAMES = {"affectnet": "affectnet", "afew_va": "afew_va", "affwild": "aff_wild", "affwild2": "aff_wild2",
-                "rafdb": "raf_db", "fer2013": "fer2013", "ferplus": "ferplus"}
-"""``--dataset`` value -> :func:`ferkeras.data.readers.make_reader` name."""
-EVAL_SPLITS = {"affectnet": "val", "afew_va": "test", "affwild": "test", "affwild2": "val", "rafdb": "test",
-               "fer2013": "test", "ferplus": "test"}
-"""The split each dataset is evaluated on (AFEW-VA: the held-out ``--fold``)."""
+from ferkeras.data import splits
+
+# The dataset split policy (``--dataset`` -> reader, evaluation split, synthetic held-out identities) is the
+# library's (ferkeras.data.splits); these names stay here for the binaries and tools that use them.
+READER_NAMES = splits.READER_NAMES
+EVAL_SPLITS = splits.EVAL_SPLITS
+SYNTHETIC_VAL_IDENTITIES = splits.SYNTHETIC_VAL_IDENTITIES
+SYNTHETIC_TEST_IDENTITIES = splits.SYNTHETIC_TEST_IDENTITIES
 AUGMENTATIONS = ("none", "flip", "avce", "sslfer", "srp", "rmfer")
-SYNTHETIC_VAL_IDENTITIES = 15
-SYNTHETIC_TEST_IDENTITIES = 25
 
-Data = collections.namedtuple("Data", "train val test classes num_train")
+Data = splits.DataSplits
 """Pipelines of ``(images, {"va", "expression"})`` batches; ``val`` is ``test`` on real datasets (see
 :func:`load_data`); ``classes`` the expression names (or None) and ``num_train`` the training faces."""
 
@@ -146,16 +145,41 @@ def training_stream(s, select, task="both"):
     return stream
 
 
-def main(argv, settings, check, run, summary):
+def main(argv, settings, check, run, title):
     """Every binary's ``main``: read and check the flags (user errors before any heavy import), train and evaluate
-    with ``run(s) -> (result, run directory)``, print ``summary(result, path)``."""
+    with ``run(s) -> (result, run directory)``, print :func:`summary` headed ``title(s)``."""
     quiet_keras_warnings()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     s = settings()
     check(s)
     result, path = run(s)
-    print(summary(result, path), flush=True)
+    print(summary(result, path, title(s)), flush=True)
+
+
+def summary(result, path, title) -> str:
+    """A few lines for the terminal from a binary's result.json dict: ``title``, the held-out valence-arousal metrics
+    per axis and their mean, the expression metrics (each when evaluated), the iterations (if the result has them),
+    the timings and the run directory ``path``."""
+    m = result["metrics"]
+    lines = ["", "=" * 72, title]
+    tail = []
+    if "valence_ccc" in m:
+        for axis in ("valence", "arousal", "mean"):
+            lines.append(f"  {axis:8s} CCC {m[f'{axis}_ccc']:.3f}  PCC {m[f'{axis}_pcc']:.3f}  "
+                         f"RMSE {m[f'{axis}_rmse']:.3f}  SAGR {m[f'{axis}_sagr']:.3f}")
+        tail.append(f"N={m['va_count']}")
+    if "expression_accuracy" in m:
+        lines.append(f"  expression accuracy {m['expression_accuracy']:.3f}  average accuracy "
+                     f"{m['expression_average_accuracy']:.3f}  macro-F1 {m['expression_macro_f1']:.3f}   "
+                     f"(N={m['expression_count']})")
+    if "iterations" in result:
+        tail.append(f"{result['iterations']} iterations")
+    tail.append(f"time: {result['total_seconds']:.0f} s total, {result['train_seconds']:.0f} s training")
+    lines.append("  " + "; ".join(tail))
+    lines.append(f"  run directory: {path}")
+    lines.append("=" * 72)
+    return "\n".join(lines)
 
 
 def quiet_keras_warnings():
@@ -175,67 +199,20 @@ def augmentation(s):
     return FaceAugment.preset(s["augment"], seed=s["seed"])
 
 
-@functools.lru_cache(maxsize=6)
-def _synthetic_arrays(n, size, seed, num_identities, first_identity):
-    """:func:`ferkeras.data.synthetic.synthetic_arrays`, remembered: a tool that trains several models in one
-    process on the same faces (tools/compare_avce.py) draws them once. Read-only."""
-    from ferkeras.data.synthetic import synthetic_arrays
-
-    start = time.perf_counter()
-    a = synthetic_arrays(n, size=size, seed=seed, num_identities=num_identities, first_identity=first_identity)
-    logging.info("synthetic faces: %d of identities %d..%d in %.1f s", n, first_identity,
-                 first_identity + num_identities - 1, time.perf_counter() - start)
-    return a
-
-
 def synthetic_data(s, augment=None) -> Data:
-    """Train / validation / test pipelines of synthetic faces with disjoint identities (test: never seen)."""
-    from ferkeras.data import pipeline
-    from ferkeras.data.synthetic import EXPRESSIONS
-
-    first_val = s["train_identities"]
-    first_test = first_val + SYNTHETIC_VAL_IDENTITIES
-    parts = {"train": (s["num_train"], s["train_identities"], 0, s["seed"]),
-             "val": (s["num_val"], SYNTHETIC_VAL_IDENTITIES, first_val, s["seed"] + 1),
-             "test": (s["num_test"], SYNTHETIC_TEST_IDENTITIES, first_test, s["seed"] + 2)}
-    out = {}
-    for split, (n, ids, first, seed) in parts.items():
-        a = _synthetic_arrays(n, s["image_size"], seed, ids, first)
-        training = split == "train"
-        out[split] = pipeline.from_arrays(
-            a["images"], a["valence"], a["arousal"], a["expression"], dataset="synthetic",
-            batch_size=s["batch_size"], shuffle=training, seed=s["seed"], drop_remainder=training,
-            augment=augment if training else None)
-    return Data(out["train"], out["val"], out["test"], EXPRESSIONS, s["num_train"])
+    """Train / validation / test pipelines of synthetic faces with disjoint identities (test: never seen): the
+    flags' :func:`ferkeras.data.splits.synthetic_data`."""
+    return splits.synthetic_data(num_train=s["num_train"], num_val=s["num_val"], num_test=s["num_test"],
+                                 train_identities=s["train_identities"], image_size=s["image_size"],
+                                 batch_size=s["batch_size"], seed=s["seed"], augment=augment)
 
 
 def real_data(s, augment=None, task="both") -> Data:
-    """Train and held-out pipelines of a dataset read by :mod:`ferkeras.data.readers`; the held-out split
-    (:data:`EVAL_SPLITS`) is both ``val`` and ``test``. ``task`` selects Aff-Wild2's annotation set."""
-    from ferkeras.data import pipeline
-
-    name = READER_NAMES[s["dataset"]]
-    options = {}
-    if s["dataset"] == "afew_va":
-        options["fold"] = s["fold"]
-    elif s["dataset"] == "affwild2":
-        options["task"] = {"va": "va", "expression": "expr", "both": "both"}[task]
-    train_records, classes = _read(name, s["data_root"], "train", tuple(sorted(options.items())))
-    test_records, _ = _read(name, s["data_root"], EVAL_SPLITS[s["dataset"]], tuple(sorted(options.items())))
-    common = dict(image_size=s["image_size"], batch_size=s["batch_size"], seed=s["seed"])
-    train = pipeline.build_dataset(train_records, training=True, augment=augment, **common)
-    test = pipeline.build_dataset(test_records, training=False, **common)
-    return Data(train, test, test, classes, len(train_records))
-
-
-@functools.lru_cache(maxsize=4)
-def _read(name, root, split, options):
-    """A reader's records and class names (or None), read once per process (the training stream is rebuilt on a
-    resume, see :func:`training_stream`); logs the reader's skip summary."""
-    from ferkeras.data.readers import make_reader
-
-    reader = make_reader(name, root, split=split, **dict(options))
-    return reader.records(), tuple(getattr(reader, "classes", ()) or ()) or None
+    """Train and held-out pipelines of ``--dataset`` read from ``--data_root``: the flags'
+    :func:`ferkeras.data.splits.real_data` (the held-out split, :data:`EVAL_SPLITS`, is both ``val`` and ``test``;
+    ``task`` selects Aff-Wild2's annotation set)."""
+    return splits.real_data(s["dataset"], s["data_root"], image_size=s["image_size"], batch_size=s["batch_size"],
+                            seed=s["seed"], fold=s["fold"], task=task, augment=augment)
 
 
 def load_data(s, augment=None, task="both") -> Data:

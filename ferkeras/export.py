@@ -25,16 +25,13 @@ item (``image_bytes[i] is not a JPEG or PNG image ...``); a truncated JPEG / PNG
 
 Supported models: a Keras model whose ``call(images)`` on float32 (B, H, W, 3) in [0, 1] returns either the
 baseline's dict ``{"va": (B, 2), "expression": (B, C) logits}`` (or one of the two keys), or a (B, 2) valence-
-arousal tensor (:class:`ferkeras.models.avce.AVCEModel`).
+arousal tensor (:class:`ferkeras.methods.avce.AVCEModel`).
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import os
-import pkgutil
 import re
 import shutil
 import tempfile
@@ -44,7 +41,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ferkeras.data.pipeline import crop_and_resize_face, decode_image, square_crop_box
+from ferkeras.data.image_ops import crop_and_resize_face, decode_image, square_crop_box
+from ferkeras.methods.avce import AVCEModel
+from ferkeras.models.layers import CaffePreprocessing
+from ferkeras.training.rundir import RunDir
 
 logger = logging.getLogger("ferkeras.export")
 
@@ -245,7 +245,7 @@ def _resolve_class_names(model: keras.Model, image_size: Tuple[int, int],
         return None
     num_classes = int(raw["expression"].shape[-1])
     if class_names is None:
-        from ferkeras.data.synthetic import EXPRESSIONS
+        from ferkeras.data.schema import EXPRESSIONS
 
         if num_classes != len(EXPRESSIONS):
             raise ValueError(f"model {model.name!r} has {num_classes} expression classes: pass class_names "
@@ -272,7 +272,7 @@ def export_for_serving(model: keras.Model, export_dir: str, name: str, version: 
         name: the model name (TF Serving's ``--model_name``), a folder name.
         version: the integer version; default one more than the largest existing one (1 for the first).
         image_size: the model's (square) input side, or (S, S); default read from the model.
-        class_names: names of the expression logits; default :data:`ferkeras.data.synthetic.EXPRESSIONS`
+        class_names: names of the expression logits; default :data:`ferkeras.data.schema.EXPRESSIONS`
             when the head has 8 classes.  Ignored for a model without an expression head.
         warmup: write ``assets.extra/tf_serving_warmup_requests`` (needs ``tensorflow-serving-api``).
 
@@ -316,8 +316,8 @@ def export_for_serving(model: keras.Model, export_dir: str, name: str, version: 
     return target
 
 
-RUN_CHECKPOINT = os.path.join("checkpoints", "best.keras")
-"""Where the experiment binaries' run directories keep the model (:class:`ferkeras.training.RunDir`)."""
+RUN_CHECKPOINT = RunDir.CHECKPOINT
+"""Where the experiment binaries' run directories keep the model (:attr:`ferkeras.training.RunDir.CHECKPOINT`)."""
 
 
 def resolve_model_file(path: str) -> str:
@@ -328,41 +328,43 @@ def resolve_model_file(path: str) -> str:
         return path
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model {path} does not exist")
-    if os.path.isfile(os.path.join(path, RUN_CHECKPOINT)):
-        return os.path.join(path, RUN_CHECKPOINT)
+    run = RunDir.open(path)
+    if run.has_checkpoint():
+        return run.checkpoint_path
     found = sorted(f for f in os.listdir(path) if f.endswith(".keras"))
     if len(found) != 1:
-        raise FileNotFoundError(f"{path} holds no {RUN_CHECKPOINT} and {len(found)} .keras files {found}: "
+        raise FileNotFoundError(f"{path} holds no {RunDir.CHECKPOINT} and {len(found)} .keras files {found}: "
                                 "pass the .keras file")
     return os.path.join(path, found[0])
 
 
 def class_names_from_run(model_file: str) -> Optional[List[str]]:
-    """``class_names`` of the result.json next to ``model_file`` or in its run directory, else None."""
+    """The class names of the run that saved ``model_file`` (:meth:`ferkeras.training.RunDir.read_class_names` of
+    the folder holding it, else of that folder's parent: a run's checkpoint sits one level down), else None."""
     folder = os.path.dirname(os.path.abspath(model_file))
     for candidate in (folder, os.path.dirname(folder)):
-        result = os.path.join(candidate, "result.json")
-        if os.path.isfile(result):
-            with open(result) as f:
-                names = json.load(f).get("class_names")
-            if names:
-                logger.info("class names from %s", result)
-                return [str(n) for n in names]
+        run = RunDir.open(candidate)
+        names = run.read_class_names()
+        if names:
+            logger.info("class names from %s", run.result_path)
+            return names
     return None
+
+
+def custom_objects() -> Dict[str, type]:
+    """The ferkeras classes a saved task model may contain, by their registered names: what
+    ``keras.saving.load_model`` needs to rebuild a baseline or an AVCE model."""
+    return {keras.saving.get_registered_name(c): c for c in (AVCEModel, CaffePreprocessing)}
 
 
 def load_trained_model(path: str) -> Tuple[keras.Model, Optional[List[str]], str]:
     """A .keras file or run directory -> ``(model, class names from its result.json or None, model file)``.
 
-    Every ``ferkeras.models`` module is imported first so that all ferkeras model classes are registered.
+    The model is loaded uncompiled, with the ferkeras classes of :func:`custom_objects`.
     """
     model_file = resolve_model_file(path)
-    import ferkeras.models
-
-    for module in pkgutil.iter_modules(ferkeras.models.__path__):
-        importlib.import_module(f"ferkeras.models.{module.name}")
     try:
-        model = keras.saving.load_model(model_file, compile=False)
+        model = keras.saving.load_model(model_file, custom_objects=custom_objects(), compile=False)
     except Exception as e:  # Keras raises several types for a file that is not a loadable model
         raise ValueError(f"cannot load the Keras model {model_file}: {e}") from e
     return model, class_names_from_run(model_file), model_file
@@ -390,6 +392,6 @@ def describe_export(path: str) -> str:
 
 
 __all__ = ("BYTES_INPUT", "BYTES_SIGNATURE", "CLASS_NAMES_ASSET", "RUN_CHECKPOINT", "ServingModule", "UINT8_INPUT",
-           "UINT8_SIGNATURE", "WARMUP_FILE", "class_names_from_run", "describe_export", "existing_versions",
-           "export_for_serving", "load_trained_model", "model_image_size", "preprocess_encoded", "preprocess_uint8",
-           "resolve_model_file")
+           "UINT8_SIGNATURE", "WARMUP_FILE", "class_names_from_run", "custom_objects", "describe_export",
+           "existing_versions", "export_for_serving", "load_trained_model", "model_image_size", "preprocess_encoded",
+           "preprocess_uint8", "resolve_model_file")

@@ -93,6 +93,7 @@ def test_layout_and_only_inference_variables(exported):
     assert not any("optimizer" in name for name in saved)
 
 
+@pytest.mark.slow
 def test_fresh_process_matches_keras_and_saved_model_cli(exported, tmp_path):
     """In a new Python process (plain TensorFlow, no ferkeras import): ``saved_model_cli show --all`` lists both
     signatures with their named outputs, and the reloaded signatures give the Keras model's outputs."""
@@ -215,7 +216,7 @@ def test_versions_auto_increment(exported, tmp_path):
 
 
 def test_avce_model_export(tmp_path):
-    from ferkeras.models.avce import AVCEModel
+    from ferkeras.methods.avce import AVCEModel
 
     model = AVCEModel("resnet18", (SIZE, SIZE, 3), width=8)
     images = _images(2, seed=6)
@@ -232,6 +233,7 @@ def test_avce_model_export(tmp_path):
     assert len(saved) == len(inference)  # the training-only heads H, H1 are not exported
 
 
+@pytest.mark.slow
 def test_binary_exports_a_run_directory(exported, tmp_path):
     """experiments/export.py on a run directory: checkpoint found, class names from result.json, summary printed."""
     model = exported[0]
@@ -267,5 +269,25 @@ def test_model_file_resolution(tmp_path):
     assert fe.class_names_from_run(str(run / "checkpoints" / "best.keras")) is None
     (run / "result.json").write_text(json.dumps({"class_names": ["x", "y"]}))
     assert fe.class_names_from_run(str(run / "checkpoints" / "best.keras")) == ["x", "y"]
+    assert fe.class_names_from_run(str(run / "final.keras")) == ["x", "y"]  # a model file beside result.json
     with pytest.raises(ValueError, match="cannot load the Keras model"):
         fe.load_trained_model(str(run))
+
+
+def test_load_trained_model_rebuilds_an_avce_run(tmp_path):
+    """A run directory of experiments/avce.py: the AVCE class comes from fe.custom_objects, the weights from the
+    checkpoint; no class names (no expression head) and the same predictions."""
+    from ferkeras.methods.avce import AVCEModel
+    from ferkeras.training import RunDir
+
+    assert fe.custom_objects()["ferkeras>AVCEModel"] is AVCEModel
+    model = AVCEModel("resnet18", (SIZE, SIZE, 3), width=8)
+    images = _images(2, seed=7) / 255.0
+    want = model(images, training=False).numpy()
+    run = RunDir(str(tmp_path / "avce-run"))
+    os.makedirs(os.path.dirname(run.checkpoint_path))
+    model.save(run.checkpoint_path)
+    run.write_result({"metrics": {}})
+    loaded, class_names, model_file = fe.load_trained_model(run.path)
+    assert isinstance(loaded, AVCEModel) and class_names is None and model_file == run.checkpoint_path
+    np.testing.assert_allclose(loaded(images, training=False).numpy(), want, atol=1e-5)

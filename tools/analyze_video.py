@@ -7,7 +7,7 @@
 --model is an exported SavedModel (``saved_models/<name>/<version>`` or ``saved_models/<name>`` for the newest
 version) or a ``.keras`` file / run directory.  Writes ``<out>.csv`` (frame, time, face_id, box, valence, arousal,
 expression and one ``prob_<class>`` column per class), ``<out>_va.png`` and, on request, ``<out>_annotated.mp4`` or
-``<out>_frames/*.png``; prints the time spent per stage.  See ferkeras.analysis for the details.
+``<out>_frames/*.png``; prints the time spent per stage.  See ferkeras.inference for the details.
 """
 
 import os
@@ -44,7 +44,7 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 def main(argv):
     del argv
-    from ferkeras.analysis import analyze_video
+    from ferkeras.inference import analyze_video
     from ferkeras.face import FaceDetector, IoUTracker
 
     out = _OUT.value or os.path.splitext(os.path.normpath(_VIDEO.value))[0]

@@ -1,4 +1,5 @@
-"""Benchmarks of AVCE's Sp(z) (Eq. 6, seed 000 Sec. 3.5), side by side. Not a test.
+"""Benchmarks of sparsemax, AVCE's Sp(z) (Eq. 6 of Kim & Song, "Emotion-aware Multi-view Contrastive Learning for
+Facial Emotion Recognition", ECCV 2022, Sec. 3.5), side by side. Not a test.
 
 1. ``--what=sparsemax``: the ways to compute Sp(z) on one (B, d) batch: median wall time per batch, its ratio to the
    closed form under tf.function, and the largest |delta| to the exact float64 NumPy projection. The paper reports
@@ -26,7 +27,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from ferkeras.ops import ECOS_TOLERANCE, project_simplex_ecos, sparsemax, sparsemax_ecos, sparsemax_numpy  # noqa: E402
+from ferkeras.ops.sparsemax import sparsemax, sparsemax_numpy  # noqa: E402
+from ferkeras.ops.sparsemax_ecos import ECOS_TOLERANCE, project_simplex_ecos, sparsemax_ecos  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 256, "Rows per batch (the paper's AlexNet batch is 256).")
@@ -165,7 +167,7 @@ def _train_step_models():
     """name -> compiled model: the baseline (va) and AVCE with closed-form / ECOS sparsemax, same encoder."""
     import keras
 
-    from ferkeras.models.avce import AVCEModel
+    from ferkeras.methods.avce import AVCEModel
     from ferkeras.models.baseline import build_baseline_model, compile_baseline
 
     shape = (FLAGS.train_image_size, FLAGS.train_image_size, 3)

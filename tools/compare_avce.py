@@ -96,10 +96,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     variants = [parse_variant(v) for v in FLAGS.variants]
     seeds = [int(x) for x in FLAGS.seeds]
-    base = avce._settings()
+    base = avce.settings()
     if base["dataset"] != "synthetic":
         raise app.UsageError(f"--dataset={base['dataset']}: the comparison runs on synthetic faces only")
-    avce._check(base)
+    avce.check(base)
     os.makedirs(base["out_dir"], exist_ok=True)
     table_path = FLAGS.table or os.path.join(base["out_dir"], "compare_avce.md")
     setting = (f"Held-out identities ({base['num_test']} synthetic faces of {common.SYNTHETIC_TEST_IDENTITIES} "

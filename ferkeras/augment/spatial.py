@@ -3,7 +3,7 @@
 :class:`FaceAugment` runs inside ``tf.data`` on batched float images in [0, 1]
 (``(B, S, S, 3)``) and, optionally, their 68 dlib landmarks in pixel
 coordinates of those images (``(B, 68, 2)``, NaN where absent).  It covers the
-augmentations the four papers list (see /work/shared/REFERENCE_NOTES.md):
+augmentations the four papers list (their settings and sources: docs/papers.md):
 
 * geometry - random resized crop (area ``crop_scale``, aspect ``crop_ratio``;
   "resize 256, random crop 224" is ``crop_scale=((224/256)**2,)*2``), rotation
@@ -57,6 +57,17 @@ DLIB_FLIP_PERMUTATION = np.array(
     dtype=np.int32)
 
 
+# Paper settings (docs/papers.md); FaceAugment.preset(name) and ferkeras.augment.ssl read them from here.
+PRESETS = {
+    "none": dict(flip=False),
+    "avce": dict(crop_scale=((224 / 256) ** 2,) * 2, brightness=0.4, contrast=0.4, saturation=0.4),
+    "sslfer": dict(crop_scale=((112 / 128) ** 2,) * 2, blur_p=0.5, brightness=0.4, contrast=0.4,
+                   saturation=0.4, hue=0.2, jitter_p=0.8, grayscale_p=0.2),
+    "srp": dict(crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), max_rotation=6.0),
+    "rmfer": dict(brightness=0.4, contrast=0.4, saturation=0.4, jitter_p=1 / 3, grayscale_p=1 / 3),
+}
+
+
 def flip_landmarks(landmarks, width):
     """Mirrors 68 dlib landmarks (..., 68, 2) of an image ``width`` pixels wide (x -> width-1-x, relabel)."""
     landmarks = tf.convert_to_tensor(landmarks, tf.float32)
@@ -71,6 +82,71 @@ def _grey(images):
 
 def _per_image(values):
     return tf.reshape(values, [-1, 1, 1, 1])
+
+
+def color_jitter(images, brightness: float, contrast: float, saturation: float, hue: float, p: float, seed):
+    """torchvision's ColorJitter (fixed order: brightness, contrast, saturation, hue), applied with probability p.
+
+    Per image, with probability ``p``: brightness multiplies by a factor drawn in ``[max(0, 1-b), 1+b]``;
+    contrast blends with the mean grey level, ``x f + mean(grey(x)) (1 - f)``; saturation blends with the grey
+    image, ``x f + grey(x) (1 - f)`` (ITU-R 601 luma); hue rotates the HSV hue by a shift drawn in
+    ``[-hue, hue]`` turns; each result is clipped to [0, 1].  An image the jitter skips gets the neutral factors
+    (1, 1, 1, hue shift 0) rather than a select between two full batches, which saves a pass over the pixels.
+
+    Args:
+      images: (B, H, W, 3) float32 in [0, 1].
+      brightness, contrast, saturation: strengths >= 0 (0 = off); hue: in [0, 0.5] (0 = off).
+      p: probability of jittering an image.
+      seed: a ``keras.random.SeedGenerator``.
+    """
+    n = tf.shape(images)[0]
+    apply = keras.random.uniform((n,), 0.0, 1.0, seed=seed) < p
+
+    def factor(strength):
+        drawn = keras.random.uniform((n,), max(0.0, 1 - strength), 1 + strength, seed=seed)
+        return _per_image(tf.where(apply, drawn, 1.0))
+
+    out = images
+    if brightness > 0:
+        out = tf.clip_by_value(out * factor(brightness), 0.0, 1.0)
+    if contrast > 0:
+        f = factor(contrast)
+        mean = _grey(tf.reduce_mean(out, axis=[1, 2], keepdims=True))  # grey of the mean = mean of grey
+        out = tf.clip_by_value(out * f + mean * (1 - f), 0.0, 1.0)
+    if saturation > 0:
+        f = factor(saturation)
+        out = tf.clip_by_value(out * f + _grey(out) * (1 - f), 0.0, 1.0)
+    if hue > 0:
+        hsv = tf.image.rgb_to_hsv(out)
+        shift = _per_image(tf.where(apply, keras.random.uniform((n,), -hue, hue, seed=seed), 0.0))
+        h = tf.math.floormod(hsv[..., :1] + shift, 1.0)
+        out = tf.image.hsv_to_rgb(tf.concat([h, hsv[..., 1:]], axis=-1))
+    return out
+
+
+def gaussian_blur(images, p: float, kernel: int, sigma: Tuple[float, float], seed):
+    """Separable Gaussian blur (torchvision's GaussianBlur), applied to each image with probability ``p``.
+
+    Each blurred image gets its own isotropic sigma drawn uniformly in ``sigma``; the ``kernel`` (odd) taps are
+    ``exp(-x^2 / (2 sigma^2))`` normalised to sum 1, borders reflected.  Skipped images get sigma ~ 0 (an identity
+    kernel).  ``seed`` is a ``keras.random.SeedGenerator``.
+    """
+    n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    apply = keras.random.uniform((n,), 0.0, 1.0, seed=seed) < p
+    sigma = tf.where(apply, keras.random.uniform((n,), sigma[0], sigma[1], seed=seed), 1e-3)
+    r = kernel // 2
+    x = tf.range(-r, r + 1, dtype=tf.float32)
+    k = tf.exp(-0.5 * (x[None, :] / sigma[:, None]) ** 2)
+    k = k / tf.reduce_sum(k, axis=1, keepdims=True)                       # (B, K)
+    k = tf.repeat(k, 3, axis=0)                                           # (B*3, K) one per channel
+    # Fold the batch into channels so each image gets its own separable kernel.
+    folded = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, h, w, n * 3])
+    pad = tf.pad(folded, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    kx = tf.transpose(k)[None, :, :, None]                                # (1, K, C, 1)
+    ky = tf.transpose(k)[:, None, :, None]                                # (K, 1, C, 1)
+    out = tf.nn.depthwise_conv2d(pad, kx, [1, 1, 1, 1], "VALID")
+    out = tf.nn.depthwise_conv2d(out, ky, [1, 1, 1, 1], "VALID")
+    return tf.transpose(tf.reshape(out, [h, w, n, 3]), [2, 0, 1, 3])
 
 
 class FaceAugment:
@@ -116,23 +192,20 @@ class FaceAugment:
         self._grayscale = (keras.layers.RandomGrayscale(factor=self.grayscale_p, seed=seed)
                            if self.grayscale_p > 0 else None)
 
-    # ---- presets matching the papers' settings (REFERENCE_NOTES.md) ----
+    # ---- presets matching the papers' settings (docs/papers.md) ----
     @classmethod
     def preset(cls, name: str, seed: Optional[int] = None) -> "FaceAugment":
         """Named settings: "avce" (resize 256 / crop 224, jitter, flip), "sslfer" (128 -> 112 crop, flip, blur,
         jitter 0.4/0.4/0.4/0.2 p 0.8, grey p 0.2), "srp" (rotation 6 deg, resized crop 0.6-1, flip),
-        "rmfer" (flip, jitter, grey - the paper draws one of them; here each with its own probability), "none"."""
-        presets = {
-            "none": dict(flip=False),
-            "avce": dict(crop_scale=((224 / 256) ** 2,) * 2, brightness=0.4, contrast=0.4, saturation=0.4),
-            "sslfer": dict(crop_scale=((112 / 128) ** 2,) * 2, blur_p=0.5, brightness=0.4, contrast=0.4,
-                           saturation=0.4, hue=0.2, jitter_p=0.8, grayscale_p=0.2),
-            "srp": dict(crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), max_rotation=6.0),
-            "rmfer": dict(brightness=0.4, contrast=0.4, saturation=0.4, jitter_p=1 / 3, grayscale_p=1 / 3),
-        }
-        if name not in presets:
-            raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
-        return cls(seed=seed, **presets[name])
+        "rmfer" (flip, jitter, grey - the paper draws one of them; here each with its own probability), "none".
+
+        "sslfer" is the same-size form of SSL-FER's spatial augmentation for supervised pipelines (a crop of
+        112/128 of the side, resized back, equals "resize 128, random crop 112" in one resampling); the named-step
+        form with the landmark masking and explicit sizes is :func:`ferkeras.augment.ssl.sslfer_steps`, which
+        takes its photometric numbers from this same table and runs the same jitter / blur / grey code."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(seed=seed, **PRESETS[name])
 
     def _uniform(self, n, low, high):
         return keras.random.uniform((n,), low, high, seed=self._seeds)
@@ -176,54 +249,13 @@ class FaceAugment:
             landmarks = tf.where(flipped[:, None, None], tf.gather(out, DLIB_FLIP_PERMUTATION, axis=1), out)
         return images, landmarks
 
-    # ---- photometric ----
+    # ---- photometric (one implementation: the module functions, shared with ferkeras.augment.ssl) ----
     def _jitter(self, images):
-        """torchvision's ColorJitter (fixed order: brightness, contrast, saturation, hue), with probability jitter_p.
-
-        An image the jitter skips gets the neutral factors (1, 1, 1, hue shift 0) rather than a select
-        between two full batches, which saves a pass over the pixels.
-        """
-        n = tf.shape(images)[0]
-        apply = self._uniform(n, 0.0, 1.0) < self.jitter_p
-
-        def factor(strength):
-            return _per_image(tf.where(apply, self._uniform(n, max(0.0, 1 - strength), 1 + strength), 1.0))
-
-        out = images
-        if self.brightness > 0:
-            out = tf.clip_by_value(out * factor(self.brightness), 0.0, 1.0)
-        if self.contrast > 0:
-            f = factor(self.contrast)
-            mean = _grey(tf.reduce_mean(out, axis=[1, 2], keepdims=True))  # grey of the mean = mean of grey
-            out = tf.clip_by_value(out * f + mean * (1 - f), 0.0, 1.0)
-        if self.saturation > 0:
-            f = factor(self.saturation)
-            out = tf.clip_by_value(out * f + _grey(out) * (1 - f), 0.0, 1.0)
-        if self.hue > 0:
-            hsv = tf.image.rgb_to_hsv(out)
-            shift = _per_image(tf.where(apply, self._uniform(n, -self.hue, self.hue), 0.0))
-            h = tf.math.floormod(hsv[..., :1] + shift, 1.0)
-            out = tf.image.hsv_to_rgb(tf.concat([h, hsv[..., 1:]], axis=-1))
-        return out
+        return color_jitter(images, self.brightness, self.contrast, self.saturation, self.hue, self.jitter_p,
+                            self._seeds)
 
     def _blur(self, images):
-        """Separable Gaussian blur with a per-image sigma; skipped images get sigma ~ 0 (an identity kernel)."""
-        n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-        apply = self._uniform(n, 0.0, 1.0) < self.blur_p
-        sigma = tf.where(apply, self._uniform(n, self.blur_sigma[0], self.blur_sigma[1]), 1e-3)
-        r = self.blur_kernel // 2
-        x = tf.range(-r, r + 1, dtype=tf.float32)
-        k = tf.exp(-0.5 * (x[None, :] / sigma[:, None]) ** 2)
-        k = k / tf.reduce_sum(k, axis=1, keepdims=True)                       # (B, K)
-        k = tf.repeat(k, 3, axis=0)                                           # (B*3, K) one per channel
-        # Fold the batch into channels so each image gets its own separable kernel.
-        folded = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, h, w, n * 3])
-        pad = tf.pad(folded, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
-        kx = tf.transpose(k)[None, :, :, None]                                # (1, K, C, 1)
-        ky = tf.transpose(k)[:, None, :, None]                                # (K, 1, C, 1)
-        out = tf.nn.depthwise_conv2d(pad, kx, [1, 1, 1, 1], "VALID")
-        out = tf.nn.depthwise_conv2d(out, ky, [1, 1, 1, 1], "VALID")
-        return tf.transpose(tf.reshape(out, [h, w, n, 3]), [2, 0, 1, 3])
+        return gaussian_blur(images, self.blur_p, self.blur_kernel, self.blur_sigma, self._seeds)
 
     @property
     def has_geometry(self) -> bool:
@@ -250,4 +282,5 @@ class FaceAugment:
         return "FaceAugment(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"
 
 
-__all__: Sequence[str] = ("DLIB_FLIP_PERMUTATION", "FaceAugment", "flip_landmarks")
+__all__: Sequence[str] = ("DLIB_FLIP_PERMUTATION", "PRESETS", "FaceAugment", "color_jitter", "flip_landmarks",
+                          "gaussian_blur")

@@ -1,5 +1,6 @@
-"""ActivationMapLogger: activation-map overlays of a fixed set of faces (AVCE, seed 000, Sec. 4.4) written to
-TensorBoard and as PNG files while training."""
+"""ActivationMapLogger: activation-map overlays of a fixed set of faces written to TensorBoard and as PNG files
+while training (the maps of Sec. 4.4 of Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion
+Recognition", ECCV 2022)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ logger = logging.getLogger("ferkeras.callbacks")
 
 
 class ActivationMapLogger(keras.callbacks.Callback):
-    """Logs activation-map overlays of fixed images every ``every_n_epochs`` epochs (see :mod:`ferkeras.viz.cam`).
+    """Logs activation-map overlays of fixed images every ``every_n_epochs`` epochs (see :mod:`ferkeras.methods.avce.cam`).
 
-    Each logged picture is the grid of :func:`ferkeras.viz.cam.activation_grid`: one row per image, the input and
+    Each logged picture is the grid of :func:`ferkeras.methods.avce.cam.activation_grid`: one row per image, the input and
     one overlay per method. It goes to TensorBoard as the image summary ``"activation_maps"`` (step = epoch
     number, 1-based) in ``log_dir``, and to ``out_dir/activation_maps_epoch{NNNN}.png`` when ``out_dir`` is set.
 
@@ -25,7 +26,7 @@ class ActivationMapLogger(keras.callbacks.Callback):
         images: (B, H, W, 3) floats in [0, 1] (a few faces: every logged epoch runs the maps on all of them).
         every_n_epochs: log after epochs ``n, 2n, ...`` (1 = every epoch).
         out_dir: folder for the PNG files (created); ``None`` = no PNG.
-        method: one name or a sequence of :data:`ferkeras.viz.cam.METHODS` (``"cam"``: AVCE's map through R,
+        method: one name or a sequence of :data:`ferkeras.methods.avce.cam.METHODS` (``"cam"``: AVCE's map through R,
             ``"cam_head"``: through H, ``"gradcam"``, ``"scorecam"``), or ``"all"`` for the four.
         log_dir: TensorBoard folder; default ``<out_dir>/tensorboard`` (the ``tensorboard`` folder of a
             :class:`ferkeras.training.RunDir` is a good choice: the images appear beside the scalars).
@@ -36,7 +37,7 @@ class ActivationMapLogger(keras.callbacks.Callback):
     def __init__(self, images, every_n_epochs: int = 1, out_dir: Optional[str] = None,
                  method: Union[str, Sequence[str]] = "cam", log_dir: Optional[str] = None, max_n: int = 16):
         super().__init__()
-        from ferkeras.viz.cam import METHODS
+        from ferkeras.methods.avce.cam import METHODS
 
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
@@ -66,7 +67,8 @@ class ActivationMapLogger(keras.callbacks.Callback):
 
     def log(self, step: int):
         """Computes the grid for the current weights and writes it (TensorBoard and/or PNG) at ``step``."""
-        from ferkeras.viz.cam import activation_grid, save_png
+        from ferkeras.methods.avce.cam import activation_grid
+        from ferkeras.viz.cam import save_png
 
         grid = activation_grid(self.model, self.images, self.methods, max_n=self.max_n)
         if self.out_dir is not None:

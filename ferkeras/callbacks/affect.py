@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ferkeras.callbacks.common import EpochEvaluation, EvalData, Key, collect
-from ferkeras.training import affect_scores
+from ferkeras.training.evaluation import affect_scores
 
 AFFECT_METRICS = ("rmse", "sagr", "pcc", "ccc")
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import keras
 
-from ferkeras.training import _jsonable
+from ferkeras.training.evaluation import jsonable
 
 logger = logging.getLogger("ferkeras.callbacks")
 
@@ -124,7 +124,7 @@ class BestCheckpoint(keras.callbacks.Callback):
                   "logs": {k: float(v) for k, v in logs.items() if isinstance(v, numbers.Real)}}
         tmp = self.json_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(_jsonable(record), f, indent=2, sort_keys=True, allow_nan=False)
+            json.dump(jsonable(record), f, indent=2, sort_keys=True, allow_nan=False)
         os.replace(tmp, self.json_path)
         logger.info("BestCheckpoint: %s improved from %s to %g at epoch %d; saved %s", self.monitor, previous, value,
                     epoch + 1, self.path)

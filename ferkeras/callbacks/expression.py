@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from ferkeras.callbacks.common import EpochEvaluation, EvalData, Key, collect
 from ferkeras.data.schema import MISSING_INT
-from ferkeras.training import affect_scores
+from ferkeras.training.evaluation import affect_scores
 
 
 def class_ids(labels, num_classes: int, owner: str = "class_ids") -> np.ndarray:

@@ -1,3 +1,3 @@
-"""Data layer: one record schema, dataset readers, synthetic faces and tf.data pipelines."""
+"""Data layer: one record schema, dataset readers, synthetic faces, split policy and tf.data pipelines."""
 
-from ferkeras.data.schema import MISSING_INT, NUM_LANDMARKS, FaceRecord, SkipCounter  # noqa: F401
+from ferkeras.data.schema import EXPRESSIONS, MISSING_INT, NUM_LANDMARKS, FaceRecord, SkipCounter  # noqa: F401

@@ -31,6 +31,13 @@ always rescaled to [-1, 1] by the reader (AFEW-VA's -10..10, Aff-Wild's -1..1,
 AffectNet's -1..1).  Because rows with NaN in the *source* data are bad rows and
 are skipped by the readers, a NaN in a record always means "this dataset has no
 such label here"; losses and metrics mask labels with ``is_finite``.
+
+:data:`EXPRESSIONS` names the expression classes of the built-in synthetic
+faces and of the default models: the eight AffectNet categories in AffectNet's
+own index order (Mollahosseini, Hasani, Mahoor, "AffectNet: A Database for
+Facial Expression, Valence, and Arousal Computing in the Wild", IEEE
+Transactions on Affective Computing 2017).  Readers of other datasets keep
+their dataset's own class list (the reader's ``classes``).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ import numpy as np
 
 MISSING_INT = -1
 NUM_LANDMARKS = 68
+EXPRESSIONS: Tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+"""Expression class names, index = class id (AffectNet's 8 categories and order)."""
 
 logger = logging.getLogger("ferkeras.data")
 

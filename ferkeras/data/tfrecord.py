@@ -24,7 +24,7 @@ create their OpenCV/dlib objects lazily.  The summary
 found) goes to ``summary.json`` next to the shards, with the class list.
 
 :func:`tfrecord_dataset` reads shards into exactly the element
-:mod:`ferkeras.data.pipeline` produces from raw files.
+:mod:`ferkeras.data.pipeline` produces from raw files (:mod:`ferkeras.data.elements`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ferkeras.data.pipeline import AUTOTUNE, PipelineStats, _check_extras, _element, _shuffled, finish_pipeline
+from ferkeras.data.elements import AUTOTUNE, PipelineStats, check_extras, finish_pipeline, make_element, shuffled
 from ferkeras.data.schema import NUM_LANDMARKS, FaceRecord
 
 logger = logging.getLogger("ferkeras.data.tfrecord")
@@ -382,13 +382,13 @@ def tfrecord_dataset(source: str, *, image_size: int = 112, batch_size: int = 32
     ``shuffle_buffer``; without shuffling, examples come in the order they were prepared.
     """
     files = shard_files(source)
-    extras = _check_extras(extras)
+    extras = check_extras(extras)
     if shuffle:
-        ds = _shuffled(tf.data.Dataset.from_tensor_slices(files), len(files), shuffle, seed)
+        ds = shuffled(tf.data.Dataset.from_tensor_slices(files), len(files), shuffle, seed)
         cycle = min(len(files), 8)
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=cycle,
                            deterministic=deterministic)
-        ds = _shuffled(ds, shuffle_buffer, shuffle, None if seed is None else seed + 1)
+        ds = shuffled(ds, shuffle_buffer, shuffle, None if seed is None else seed + 1)
     else:
         # Unshuffled (evaluation): the records' original order, shard after shard; decoding is still parallel.
         ds = tf.data.TFRecordDataset(files)
@@ -403,7 +403,7 @@ def tfrecord_dataset(source: str, *, image_size: int = 112, batch_size: int = 32
         fields = {"valence": f["label/valence"], "arousal": f["label/arousal"], "expression": f["label/expression"],
                   "identity": f["meta/identity"], "video": f["meta/video"], "frame": f["meta/frame"],
                   "timestamp": f["meta/timestamp"], "dataset": f["meta/dataset"]}
-        return _element(tf.clip_by_value(image, 0.0, 1.0), landmarks, fields, extras)
+        return make_element(tf.clip_by_value(image, 0.0, 1.0), landmarks, fields, extras)
 
     return finish_pipeline(ds, load, batch_size=batch_size, augment=augment, deterministic=deterministic,
                            drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, stats=stats)

@@ -226,10 +226,12 @@ def crop_face(image: np.ndarray, box, margin: float = 0.2, size: Optional[int] =
 
 
 def crop_eyes(image: np.ndarray, landmarks, size: int = 64, margin: float = 0.15) -> np.ndarray:
-    """Both eyes (dlib points 36-47) in a padded square crop resized to ``size`` (SSL-FER MaskFN's eye crop)."""
+    """Both eyes (dlib points 36-47) in a padded square crop resized to ``size`` (MaskFN's eye crop, Shu et al.,
+    BMVC 2022, Sec. 3.4)."""
     return crop_square(image, points_box(_check_landmarks(landmarks)[EYES], margin), size)[0]
 
 
 def crop_mouth(image: np.ndarray, landmarks, size: int = 64, margin: float = 0.15) -> np.ndarray:
-    """The mouth (dlib points 48-67) in a padded square crop resized to ``size`` (SSL-FER MaskFN's mouth crop)."""
+    """The mouth (dlib points 48-67) in a padded square crop resized to ``size`` (MaskFN's mouth crop, Shu et al.,
+    BMVC 2022, Sec. 3.4)."""
     return crop_square(image, points_box(_check_landmarks(landmarks)[MOUTH], margin), size)[0]

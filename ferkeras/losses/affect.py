@@ -1,11 +1,13 @@
-"""Valence-arousal regression loss L_AV of AVCE (Kim & Song, ECCV 2022, seed 000, Sec. 4.2) and its parts.
+"""Valence-arousal regression loss L_AV and its parts (RMSE, PCC and CCC losses on the batch).
 
-The paper (Sec. 4.2, "Evaluation metrics", unnumbered equation) defines
+Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV 2022 (Sec. 4.2,
+"Evaluation metrics", an unnumbered equation) define
 
     L_AV = L_RMSE + (L_PCC + L_CCC) / 2,     L_C(/P)CC = 1 - (C(/P)CC_a + C(/P)CC_v) / 2,
 
-with the correlations computed on the mini-batch.  SSL-FER (Shu et al., BMVC 2022, seed 002, Sec. 4.3) fine-tunes
-its valence-arousal head with the CCC loss alone; :func:`ccc_loss` serves both.
+with the correlations computed on the mini-batch.  SSL-FER (Shu, Gu, Yang, Lo, "Revisiting Self-Supervised
+Contrastive Learning for Facial Expression Recognition", BMVC 2022, Sec. 4.3) fine-tunes its valence-arousal head with
+the CCC loss alone; :func:`ccc_loss` serves both.
 
 Conventions shared by every function here:
 
@@ -16,7 +18,7 @@ Conventions shared by every function here:
   a batch with no label at all gives loss 0 with zero gradient.  A column with a single labelled row has zero
   variance: its PCC and CCC are 0 (their loss terms 1, with zero gradient).
 * ``sample_weight`` (``(B,)``, non-negative) is a frequency weight in the batch moments.
-* Moments are population (ddof 0) moments, as in the CCC definition of seed 002 (Lin 1989).
+* Moments are population (ddof 0) moments, as in the CCC definition Shu et al. use (Lin 1989).
 * ``epsilon`` (default :data:`EPSILON` = 1e-8) keeps every term finite and differentiable when predictions are
   identical across the batch or exactly right: RMSE = ``sqrt(MSE + eps)``, PCC = ``cov / sqrt((var_t + eps)
   (var_p + eps))``, CCC = ``2 cov / (var_t + var_p + (m_t - m_p)^2 + eps)``.  For VA labels in [-1, 1] (variances
@@ -31,6 +33,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import ops
+
+from ferkeras.losses.reduction import scale_for_replicas
 
 EPSILON = 1e-8
 """Added to the denominators / under the square root of the batch statistics (module docstring)."""
@@ -83,47 +87,41 @@ def _column_mean(values, column_weight):
 
 
 def rmse_loss(y_true, y_pred, sample_weight=None, epsilon=EPSILON):
-    """L_RMSE of seed 000 Sec. 4.2: mean over columns of the batch RMSE ``sqrt(mean((yhat - y)^2) + eps)``."""
+    """L_RMSE of Kim & Song Sec. 4.2: mean over columns of the batch RMSE ``sqrt(mean((yhat - y)^2) + eps)``."""
     terms, col_w = _column_terms(y_true, y_pred, sample_weight, epsilon)
     return _column_mean(terms["rmse"], col_w)
 
 
 def pcc_loss(y_true, y_pred, sample_weight=None, epsilon=EPSILON):
-    """L_PCC = 1 - (PCC_a + PCC_v) / 2 of seed 000 Sec. 4.2, PCC computed on the batch per column."""
+    """L_PCC = 1 - (PCC_a + PCC_v) / 2 of Kim & Song (ECCV 2022) Sec. 4.2, PCC computed on the batch per column."""
     terms, col_w = _column_terms(y_true, y_pred, sample_weight, epsilon)
     return _column_mean(1.0 - terms["pcc"], col_w)
 
 
 def ccc_loss(y_true, y_pred, sample_weight=None, epsilon=EPSILON):
-    """L_CCC = 1 - (CCC_a + CCC_v) / 2 of seed 000 Sec. 4.2 (the CCC loss of seed 002 Sec. 4.3), on the batch."""
+    """L_CCC = 1 - (CCC_a + CCC_v) / 2 of Kim & Song Sec. 4.2 (the CCC loss of Shu et al. Sec. 4.3), on the batch."""
     terms, col_w = _column_terms(y_true, y_pred, sample_weight, epsilon)
     return _column_mean(1.0 - terms["ccc"], col_w)
 
 
 def affect_loss(y_true, y_pred, sample_weight=None, rmse_weight=1.0, pcc_weight=0.5, ccc_weight=0.5,
                 epsilon=EPSILON):
-    """L_AV = rmse_weight L_RMSE + pcc_weight L_PCC + ccc_weight L_CCC; defaults 1, 1/2, 1/2 give seed 000 Sec. 4.2."""
+    """L_AV = rmse_weight L_RMSE + pcc_weight L_PCC + ccc_weight L_CCC; defaults 1, 1/2, 1/2: Kim & Song Sec. 4.2."""
     terms, col_w = _column_terms(y_true, y_pred, sample_weight, epsilon)
     return (rmse_weight * _column_mean(terms["rmse"], col_w)
             + pcc_weight * _column_mean(1.0 - terms["pcc"], col_w)
             + ccc_weight * _column_mean(1.0 - terms["ccc"], col_w))
 
 
-def _scale_for_replicas(loss):
-    """Divides by the replicas in sync, as Keras does for its own per-sample losses, so that summing the replicas'
-    gradients averages them (Keras skips that scaling for a loss that is already a scalar)."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
-
-
 @keras.saving.register_keras_serializable(package="ferkeras")
 class AffectLoss(keras.losses.Loss):
-    """Keras loss for L_AV (:func:`affect_loss`, seed 000 Sec. 4.2) on ``(B, 2)`` [valence, arousal] outputs.
+    """Keras loss for L_AV (:func:`affect_loss`, Kim & Song Sec. 4.2) on ``(B, 2)`` [valence, arousal] outputs.
 
     ``AffectLoss()`` is the paper's L_AV; ``AffectLoss(rmse_weight=0, pcc_weight=0, ccc_weight=1)`` is the CCC loss
     of SSL-FER.  The loss is a batch statistic: ``sample_weight`` enters the batch moments as a frequency weight,
     and there is no per-sample reduction (``reduction`` is not a parameter).  Under ``tf.distribute`` each replica
-    computes L_AV on its part of the batch.
+    computes L_AV on its part of the batch, and ``__call__`` divides it by the replicas in sync
+    (:func:`ferkeras.losses.reduction.scale_for_replicas`); ``call`` returns it unscaled.
     """
 
     def __init__(self, rmse_weight=1.0, pcc_weight=0.5, ccc_weight=0.5, epsilon=EPSILON, name="affect_loss",
@@ -143,7 +141,7 @@ class AffectLoss(keras.losses.Loss):
         with tf.name_scope(self.name):
             loss = affect_loss(ops.cast(y_true, self.dtype), ops.cast(y_pred, self.dtype), sample_weight,
                                self.rmse_weight, self.pcc_weight, self.ccc_weight, self.epsilon)
-            return _scale_for_replicas(loss)
+            return scale_for_replicas(loss)
 
     def call(self, y_true, y_pred):
         return affect_loss(y_true, y_pred, None, self.rmse_weight, self.pcc_weight, self.ccc_weight, self.epsilon)

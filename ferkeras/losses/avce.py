@@ -1,196 +1,23 @@
-"""AVCE losses: the contrastive objective L_AVCE (Eq. 2) and the discriminative loss L_dis (Eq. 8).
+"""Moved to ferkeras.methods.avce.losses; kept so old imports work.
 
-Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV 2022 (seed 000,
-Sections 3.3 and 3.6, Algorithm 1). In Algorithm 1, with ``z = C(E(img))``:
-
-* forward pass 1: ``x = R(z)``, ``y_a = H(Sp(z))``, ``y_n = H(Sm(z))`` (all ``(B, 2)`` in the AV space) and
-  ``L_main = L_AV(x, GT) + L_AVCE(x, y_a, y_n)``  ->  :class:`AVCELoss`, called ``loss(x, (y_a, y_n))``;
-* forward pass 2: ``v, v_a, v_n = H1(z), H1(z_a), H1(z_n)`` (``(B, 8)``) and ``L_dis``  ->
-  :class:`DiscriminativeLoss`, called ``loss(v, (v_a, v_n))``.
-
-The ``y_true`` slot of these Keras losses carries the anchor (``x`` or ``v``), not a label; gradients flow into it.
-:func:`make_contrastive_loss` swaps L_AVCE for the ablation losses of Table 4 (InfoNCE, Barlow Twins).
-
-This module follows the paper, not the authors' code (see REFERENCE_NOTES.md): one negative pair per sample (no
-``B x B`` broadcast), L_AVCE unweighted, and L_dis as printed in Eq. 8.
+L_AVCE (Eq. 2) and L_dis (Eq. 8) of Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion
+Recognition", ECCV 2022, and the factory of the Table 4 ablation losses.
 """
 
-import keras
-from keras import ops
-
-from ferkeras.losses.contrastive import BarlowTwinsLoss, InfoNCELoss, unpack_views
-from ferkeras.ops.similarity import EPS, MU, check_similarity_name, safe_norm, similarity
-
-ALPHA = 0.5
-"""Weight alpha of the negative-pair term of Eq. 2 (paper, Sec. 4.2)."""
-BETA = 0.005
-"""Weight beta of the squared positive-pair term of Eq. 2."""
-GAMMA = 0.5
-"""Weight gamma of the squared negative-pair term of Eq. 2."""
-DELTA1 = 1.0
-"""Margin delta_1 of the push term of Eq. 8."""
-DELTA2 = 0.8
-"""Holding factor delta_2 of the hold terms of Eq. 8."""
-
-
-def avce_loss(x, y_a, y_n, similarity_name="f", alpha=ALPHA, beta=BETA, gamma=GAMMA, mu=MU, eps=EPS):
-    """Per-sample AVCE loss: the negative of the objective inside the ``sup`` of Eq. 2 (seed 000).
-
-    Eq. 2 is maximised over the similarity (the network that produces it), so the loss to *minimise* is its
-    negative. The expectations of Eq. 2 are batch means over the ``B`` positive pairs ``(x_i, y_a_i)`` (from
-    ``P_XY``) and the ``B`` negative pairs ``(x_i, y_n_i)`` (from ``P_X P_Y``) of Algorithm 1, so
-
-        -L_AVCE = mean_i loss_i,
-        loss_i  = -( f(x_i, y_a_i) - alpha f(x_i, y_n_i) - beta/2 f(x_i, y_a_i)^2 - gamma/2 f(x_i, y_n_i)^2 ).
-
-    Minimising it raises ``f`` on positive pairs (up to ``1/beta``) and drives ``f`` on negative pairs towards
-    ``-alpha/gamma``; Lemma 1 gives the optimum ``f* = (r - alpha) / (beta r + gamma)``.
-
-    Args:
-        x: ``(B, 2)`` regressor output ``R(z)``.
-        y_a: ``(B, 2)`` positive view ``H(Sp(z))``.
-        y_n: ``(B, 2)`` negative view ``H(Sm(z))``.
-        similarity_name: ``"f"`` (Eq. 4, the paper's default), ``"f1"`` (dot product) or ``"f2"`` (Eq. 5).
-        alpha, beta, gamma: weights of Eq. 2 (0.5, 0.005, 0.5 in the paper).
-        mu, eps: passed to the similarity (see :mod:`ferkeras.ops.similarity`).
-
-    Returns:
-        ``(B,)`` tensor of per-sample losses.
-    """
-    check_similarity_name(similarity_name)
-    f_a = similarity(x, y_a, similarity_name, mu=mu, eps=eps)
-    f_n = similarity(x, y_n, similarity_name, mu=mu, eps=eps)
-    objective = f_a - alpha * f_n - 0.5 * beta * ops.square(f_a) - 0.5 * gamma * ops.square(f_n)
-    return -objective
-
-
-def discriminative_loss(v, v_a, v_n, delta1=DELTA1, delta2=DELTA2, eps=EPS):
-    """Per-sample term of the discriminative loss L_dis, Eq. 8 (seed 000), as printed.
-
-        loss_i = [delta1 - ||v_a - v_n||^2]_+ + (||vbar_a|| - delta2) + (||vbar_n|| - delta2),
-        vbar_* = v_* / ||v_*|| - v / ||v||.
-
-    Only the push term is hinged; the hold terms are linear as in the paper, so each lies in
-    ``[-delta2, 2 - delta2]`` and ``delta2`` shifts the value without changing the gradient: minimising them pulls
-    the directions of ``v_a`` and ``v_n`` towards that of ``v``. At exactly ``||v_a - v_n||^2 = delta1`` the push
-    term is 0 with gradient 0. Norms are floored at ``eps`` (:func:`ferkeras.ops.similarity.safe_norm`), so zero
-    vectors and ``vbar = 0`` (parallel ``v_*`` and ``v``) give finite values and gradients.
-
-    Args:
-        v, v_a, v_n: ``(B, D)`` outputs of ``H1`` for ``z``, ``z_a = Sp(z)`` and ``z_n = Sm(z)`` (``D = 8``).
-        delta1: margin of the push term (1.0 in the paper).
-        delta2: holding factor (0.8 in the paper).
-        eps: norm floor.
-
-    Returns:
-        ``(B,)`` tensor; Eq. 8 is its sum over the batch.
-    """
-
-    def direction(u):
-        return u / safe_norm(u, eps)[..., None]
-
-    push = ops.relu(delta1 - ops.sum(ops.square(v_a - v_n), axis=-1))
-    hold_a = safe_norm(direction(v_a) - direction(v), eps) - delta2
-    hold_n = safe_norm(direction(v_n) - direction(v), eps) - delta2
-    return push + hold_a + hold_n
-
-
-@keras.saving.register_keras_serializable(package="ferkeras")
-class AVCELoss(keras.losses.Loss):
-    """Keras loss for :func:`avce_loss` (minus Eq. 2 of seed 000), called ``loss(x, (y_a, y_n))``.
-
-    The default reduction ``"sum_over_batch_size"`` turns the per-sample terms into the batch means (the
-    expectations) of Eq. 2, so the result is exactly ``-L_AVCE``; ``sample_weight`` weights the pairs.
-    """
-
-    def __init__(
-        self,
-        similarity="f",
-        alpha=ALPHA,
-        beta=BETA,
-        gamma=GAMMA,
-        mu=MU,
-        eps=EPS,
-        reduction="sum_over_batch_size",
-        name="avce_loss",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.similarity = check_similarity_name(similarity)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.gamma = float(gamma)
-        self.mu = float(mu)
-        self.eps = float(eps)
-
-    def call(self, y_true, y_pred):
-        y_a, y_n = unpack_views(y_pred, type(self).__name__)
-        return avce_loss(
-            y_true, y_a, y_n, self.similarity, self.alpha, self.beta, self.gamma, self.mu, self.eps
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            similarity=self.similarity,
-            alpha=self.alpha,
-            beta=self.beta,
-            gamma=self.gamma,
-            mu=self.mu,
-            eps=self.eps,
-        )
-        return config
-
-
-@keras.saving.register_keras_serializable(package="ferkeras")
-class DiscriminativeLoss(keras.losses.Loss):
-    """Keras loss for :func:`discriminative_loss` (Eq. 8 of seed 000), called ``loss(v, (v_a, v_n))``.
-
-    ``reduction="sum"`` (the default) is Eq. 8 as printed: a sum over the triplets of the batch, kept so that the
-    paper's settings reproduce. Adam (the paper's optimiser for E and C) is invariant to the factor ``B``; the
-    paper's SGD on H1 is not: its step grows with the batch size. Pass ``reduction="sum_over_batch_size"`` for a
-    batch-size-independent mean.
-    """
-
-    def __init__(
-        self,
-        delta1=DELTA1,
-        delta2=DELTA2,
-        eps=EPS,
-        reduction="sum",
-        name="discriminative_loss",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.delta1 = float(delta1)
-        self.delta2 = float(delta2)
-        self.eps = float(eps)
-
-    def call(self, y_true, y_pred):
-        v_a, v_n = unpack_views(y_pred, type(self).__name__)
-        return discriminative_loss(y_true, v_a, v_n, self.delta1, self.delta2, self.eps)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(delta1=self.delta1, delta2=self.delta2, eps=self.eps)
-        return config
-
-
-CONTRASTIVE_LOSSES = {"avce": AVCELoss, "infonce": InfoNCELoss, "barlow_twins": BarlowTwinsLoss}
-"""The contrastive losses of Table 4 (seed 000), all called ``loss(x, (y_a, y_n))``."""
-
-
-def make_contrastive_loss(name="avce", **kwargs):
-    """Build the contrastive loss of Algorithm 1 by name, for the ablation of Table 4 (seed 000).
-
-    Args:
-        name: ``"avce"`` (:class:`AVCELoss`, Eq. 2), ``"infonce"`` (:class:`ferkeras.losses.contrastive.InfoNCELoss`,
-            Eq. 1) or ``"barlow_twins"`` (:class:`ferkeras.losses.contrastive.BarlowTwinsLoss`).
-        **kwargs: constructor arguments of that class.
-
-    Returns:
-        A ``keras.losses.Loss`` called ``loss(x, (y_a, y_n))``.
-    """
-    if name not in CONTRASTIVE_LOSSES:
-        raise ValueError(f"Unknown contrastive loss {name!r}; expected one of {', '.join(CONTRASTIVE_LOSSES)}.")
-    return CONTRASTIVE_LOSSES[name](**kwargs)
+from ferkeras.losses.barlow_twins import BarlowTwinsLoss  # noqa: F401
+from ferkeras.methods.avce.losses import (  # noqa: F401
+    ALPHA,
+    BETA,
+    CONTRASTIVE_LOSSES,
+    DELTA1,
+    DELTA2,
+    GAMMA,
+    AVCELoss,
+    DiscriminativeLoss,
+    InfoNCELoss,
+    avce_loss,
+    discriminative_loss,
+    make_contrastive_loss,
+    unpack_views,
+)
+from ferkeras.methods.avce.similarity import EPS, MU, check_similarity_name, safe_norm, similarity  # noqa: F401

@@ -1,7 +1,10 @@
 """Streaming expression-classification metrics on a confusion matrix.
 
-Overall accuracy and average accuracy (mean per-class recall, RMFER, seed 004, Sec. 4), macro-F1 (Eqs. 4-5 of
-ContraWarping+SRP, seed 003; SSL-FER, seed 002) and the confusion matrix itself.  The definitions (which classes
+Overall accuracy and average accuracy (mean per-class recall; Cho et al., "RMFER: Semi-supervised Contrastive
+Learning for Facial Expression Recognition with Reaction Mashup Video", 2024, Sec. 5.1), macro-F1 (Eqs. 4-5 of Xue,
+Sun & Yang, "Exploring Expression-related Self-supervised Learning and Spatial Reserve Pooling for Affective
+Behaviour Analysis", CVPRW 2023; Sec. 4.3 of Shu, Gu, Yang & Lo, "Revisiting Self-Supervised Contrastive Learning
+for Facial Expression Recognition", BMVC 2022) and the confusion matrix itself.  The definitions (which classes
 enter each average, NaN for an empty set) are those of :mod:`ferkeras.metrics.numpy_ref`.
 
 Inputs: ``y_true`` integer class ids ``(B,)`` / ``(B, 1)`` with ``MISSING_INT`` (-1) for "no label", or one-hot /

@@ -8,10 +8,10 @@ Regression (valence-arousal)
     column 0 valence and column 1 arousal.  A NaN in ``y_true`` means "no label" (see
     :mod:`ferkeras.data.schema`) and removes that entry, column by column.  For 2-D input, ``index`` picks a
     column and ``index=None`` returns the mean of the per-column values.  The moments are population moments
-    (ddof 0), as in Lin's CCC (Lin 1989; the CCC of seed 002, Sec. 4.3, and of AVCE, seed 000, Sec. 4.2).
+    (ddof 0), as in Lin's CCC (Lin 1989; the CCC of SSL-FER [2], Sec. 4.3, and of AVCE [1], Sec. 4.2).
 
     * ``rmse = sqrt(mean((yhat - y)^2))``
-    * ``sagr = mean(sign(yhat) == sign(y))`` with ``sign(0) = 0`` (sign agreement, AVCE Sec. 4.2)
+    * ``sagr = mean(sign(yhat) == sign(y))`` with ``sign(0) = 0`` (sign agreement, AVCE [1], Sec. 4.2)
     * ``pcc = cov(y, yhat) / sqrt(var(y) var(yhat))``; **0** when either column is constant (see below)
     * ``ccc = 2 cov(y, yhat) / (var(y) + var(yhat) + (mean(y) - mean(yhat))^2)``; **1** in the degenerate case
       where the denominator vanishes (both columns constant and equal: prediction equals label everywhere)
@@ -26,13 +26,22 @@ Classification (expression)
     matrix has true classes in rows and predicted classes in columns.
 
     * ``accuracy``: overall accuracy, the fraction of labelled samples predicted right
-    * ``average_accuracy``: mean per-class recall over the classes present in ``y_true`` (RMFER, seed 004, Sec. 4:
+    * ``average_accuracy``: mean per-class recall over the classes present in ``y_true`` (RMFER [4], Sec. 5.1:
       "the average of the diagonal values of the confusion matrix")
     * ``macro_f1``: mean of ``F1_c = 2 TP / (2 TP + FP + FN)`` over the classes present in ``y_true`` or
-      ``y_pred`` (Eqs. 4-5 of seed 003; a class neither labelled nor predicted has no defined F1 and is left out,
+      ``y_pred`` (Eqs. 4-5 of [3]; a class neither labelled nor predicted has no defined F1 and is left out,
       as scikit-learn's ``f1_score(average="macro")`` does; with every class present this is exactly Eq. 4)
 
     Accuracy, average accuracy and macro-F1 of an empty set are NaN.
+
+References (full list with the project's choices: docs/papers.md)
+    [1] Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV 2022.
+    [2] Shu, Gu, Yang & Lo, "Revisiting Self-Supervised Contrastive Learning for Facial Expression Recognition",
+        BMVC 2022.
+    [3] Xue, Sun & Yang, "Exploring Expression-related Self-supervised Learning and Spatial Reserve Pooling for
+        Affective Behaviour Analysis", CVPRW 2023.
+    [4] Cho et al., "RMFER: Semi-supervised Contrastive Learning for Facial Expression Recognition with Reaction
+        Mashup Video", 2024.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Streaming valence-arousal metrics: RMSE, SAGR, PCC and CCC (AVCE, seed 000, Sec. 4.2; SSL-FER, seed 002, Sec. 4.3).
+"""Streaming valence-arousal metrics: RMSE, SAGR, PCC and CCC.
+
+The metrics of Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV 2022,
+Sec. 4.2, and of Shu, Gu, Yang & Lo, "Revisiting Self-Supervised Contrastive Learning for Facial Expression
+Recognition", BMVC 2022, Sec. 4.3.
 
 Inputs are ``(B, 2)`` tensors, **column 0 valence, column 1 arousal** (the ``"va"`` output of ferkeras models).
 A NaN in ``y_true`` means "no label" (:mod:`ferkeras.data.schema`) and removes that entry, column by column.

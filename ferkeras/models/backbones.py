@@ -11,7 +11,7 @@ policy.
 
 * ``resnet18``: ResNet-18 (He et al. 2016), BasicBlock [2, 2, 2, 2], from scratch;
   ``8 * width`` features (512 at the standard width 64); inputs from 32 x 32.
-* ``alexnet``: the AVCE encoder (Kim & Song, ECCV 2022, seed 000), AlexNet's conv
+* ``alexnet``: the AVCE encoder (Kim & Song, ECCV 2022), AlexNet's conv
   stack 64-192-384-256-256, from scratch; 256 features; inputs from 63 x 63.
 * ``resnet50``: ``keras.applications.ResNet50``; 2048 features; inputs from 32 x 32.
 * ``efficientnetb2``: ``keras.applications.EfficientNetB2``; 1408 features; inputs from 32 x 32.
@@ -134,9 +134,9 @@ def alexnet(input_shape=(224, 224, 3), pooling: Optional[str] = None, name: str 
     """The AVCE encoder E: AlexNet's convolutional stack, trained from scratch.
 
     Kim & Song, "Emotion-aware Multi-view Contrastive Learning for Facial
-    Emotion Recognition", ECCV 2022 (seed 000, Sec. 4.1 "parameter-reduced
+    Emotion Recognition", ECCV 2022 (Sec. 4.1 "parameter-reduced
     AlexNet"; channels 64-192-384-256-256 as in the authors' code, see
-    REFERENCE_NOTES "AVCE"): conv 11x11/4 (pad 2) -> max-pool 3/2 -> conv 5x5
+    docs/papers.md): conv 11x11/4 (pad 2) -> max-pool 3/2 -> conv 5x5
     -> max-pool 3/2 -> three 3x3 convs -> max-pool 3/2, ReLU after every conv.
     A 224 input gives a 6x6x256 map (the 9216 values AVCE's compressor reads).
     Pixels in [0, 1] are mapped to [-1, 1] inside.

@@ -6,7 +6,7 @@ outputs ``{"va": (B, 2) float32, "expression": (B, C) float32 logits}``
 (only the outputs of the chosen ``task``), trained with
 
 * ``"va"``: :class:`ferkeras.losses.affect.AffectLoss`, L_AV = L_RMSE + (L_PCC + L_CCC) / 2
-  (AVCE, seed 000, Sec. 4.2, unnumbered), NaN labels masked;
+  (Kim & Song, ECCV 2022, Sec. 4.2, unnumbered), NaN labels masked;
 * ``"expression"``: sparse categorical cross-entropy on logits, class ``-1`` (no label) masked
   (``keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)``: the mean over labelled samples, 0 for a
   batch without any label).

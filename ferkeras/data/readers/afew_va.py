@@ -12,8 +12,9 @@ On disk (as distributed, after unzipping the 12 archives into one folder)::
 {"valence": v, "arousal": a, "landmarks": [[x, y] * 68]}, ...}}`` with valence
 and arousal integers in -10..10, rescaled here to [-1, 1] (divided by 10).
 
-AFEW-VA has no official split.  Papers (e.g. AVCE, seed 000) use subject-wise
-cross-validation: with ``fold=k`` and ``num_folds=n`` the clips are grouped by
+AFEW-VA has no official split.  Papers (e.g. AVCE: Kim and Song, "Emotion-aware
+Multi-view Contrastive Learning for Facial Emotion Recognition", ECCV 2022) use
+subject-wise cross-validation: with ``fold=k`` and ``num_folds=n`` the clips are grouped by
 actor, actors are dealt into ``n`` folds (largest actor first, each into the
 fold holding the fewest clips so far, ties to the lowest fold index - so folds
 are balanced and deterministic), and split ``"test"`` is fold ``k`` while

@@ -1,11 +1,13 @@
-"""VoxCeleb1 face frames (Nagrani, Chung & Zisserman, 2017), for self-supervised temporal sampling.
+"""VoxCeleb1 face frames (Nagrani, Chung & Zisserman, "VoxCeleb: a large-scale speaker identification dataset",
+Interspeech 2017), for self-supervised temporal sampling.
 
 On disk (the face-track frames, one folder level per identity, YouTube video and clip)::
 
     input/voxceleb1/<identity>/<youtube id>/<clip>/<frame>.jpg
 
 ``<frame>`` is the frame number in the source video (e.g. ``0000375.jpg``); the
-frames of a clip are sampled sparsely (SSL-FER's code treats them as 25/6 fps),
+frames of a clip are sampled sparsely (the published code of SSL-FER, Shu et al.,
+BMVC 2022, treats them as 25/6 fps; see docs/papers.md),
 but the number in the name is on the video's own clock, so ``timestamp =
 frame / fps`` with ``fps`` the video frame rate (25 by default).  A frame name
 that is not an integer falls back to the frame's rank in its clip (timestamp

@@ -1,0 +1,21 @@
+"""Run directories and the fit / evaluate steps every ferkeras experiment binary shares.
+
+* :mod:`ferkeras.training.strategy`: :func:`get_strategy` (default, mirrored, multi-worker) and
+  :func:`build_for_strategy` (creates every variable before ``fit``; the Keras work-arounds under tf.distribute);
+* :mod:`ferkeras.training.rundir`: :class:`RunDir`, the run directory and the only owner of its layout (flags,
+  logs, checkpoints, backup, result.json, class names);
+* :mod:`ferkeras.training.fit`: :func:`fit` (``model.fit`` with the run directory's callbacks, exact resume of a
+  killed run) and :class:`ResumableBackup`;
+* :mod:`ferkeras.training.evaluation`: :func:`evaluate_and_report` (result.json and figures), :func:`affect_scores`
+  (whole-set NumPy reference metrics), :func:`collect_predictions` and :func:`jsonable`.
+
+Every name is importable from ``ferkeras.training`` itself (``from ferkeras import training; training.fit(...)``).
+"""
+
+from ferkeras.training.evaluation import affect_scores, collect_predictions, evaluate_and_report, jsonable
+from ferkeras.training.fit import ResumableBackup, fit
+from ferkeras.training.rundir import RunDir
+from ferkeras.training.strategy import STRATEGIES, build_for_strategy, get_strategy
+
+__all__ = ["RunDir", "ResumableBackup", "STRATEGIES", "affect_scores", "build_for_strategy", "collect_predictions",
+           "evaluate_and_report", "fit", "get_strategy", "jsonable"]

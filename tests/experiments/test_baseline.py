@@ -1,0 +1,91 @@
+"""experiments/baseline.py end to end (smoke flagfile, subprocess) and its flag errors."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/experiments/ -> repo
+BINARY = os.path.join(REPO, "experiments", "baseline.py")
+SMOKE = os.path.join(REPO, "experiments", "configs", "baseline_smoke.cfg")
+
+pytestmark = pytest.mark.slow  # every test here runs the binary in a subprocess
+
+
+def _run(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, BINARY, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = _run(f"--flagfile={SMOKE}", f"--out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = os.listdir(out)
+    assert len(runs) == 1 and runs[0].startswith("baseline-resnet18-synthetic-both-")
+    return os.path.join(out, runs[0]), proc
+
+
+def test_smoke_run_directory(smoke_run):
+    path, proc = smoke_run
+    assert f"run directory: {path}" in proc.stdout
+    assert "baseline result on the held-out set" in proc.stdout and "expression accuracy" in proc.stdout
+    for name in ("flags.cfg", "result.json", "va_scatter.png", "training_curves.png", "train_log.csv",
+                 os.path.join("checkpoints", "best.keras")):
+        assert os.path.getsize(os.path.join(path, name)) > 0, name
+    assert not os.path.exists(os.path.join(path, "backup")), "BackupAndRestore state must be gone after training"
+    flags_text = open(os.path.join(path, "flags.cfg")).read().split()
+    assert "--smoke" in flags_text and "--backbone=resnet18" in flags_text
+
+
+def test_smoke_result_json(smoke_run):
+    path, _ = smoke_run
+    with open(os.path.join(path, "result.json")) as f:
+        result = json.load(f)
+    metrics = result["metrics"]
+    for axis in ("valence", "arousal", "mean"):
+        for metric in ("rmse", "sagr", "pcc", "ccc"):
+            value = metrics[f"{axis}_{metric}"]
+            assert isinstance(value, float) and math.isfinite(value), (axis, metric, value)
+    for key in ("expression_accuracy", "expression_average_accuracy", "expression_macro_f1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["va_count"] == metrics["expression_count"] == 48  # the whole smoke test set
+    assert np.asarray(metrics["expression_confusion"]).sum() == 48
+    assert result["class_names"][:2] == ["neutral", "happy"]
+    assert result["figures"] == {"va_scatter": "va_scatter.png", "training_curves": "training_curves.png"}
+    # Streaming Keras metrics over the whole set must equal the NumPy references on the collected predictions.
+    keras_metrics = result["keras_metrics"]
+    assert keras_metrics["va_ccc"] == pytest.approx(metrics["mean_ccc"], abs=1e-5)
+    assert keras_metrics["va_ccc_v"] == pytest.approx(metrics["valence_ccc"], abs=1e-5)
+    assert keras_metrics["va_rmse"] == pytest.approx(metrics["mean_rmse"], abs=1e-5)
+    assert keras_metrics["expression_macro_f1"] == pytest.approx(metrics["expression_macro_f1"], abs=1e-6)
+    assert result["flags"]["image_size"] == 32 and result["steps_per_epoch"] == 2
+
+
+def test_saved_flagfile_parses_back(smoke_run):
+    """flags.cfg is a valid flagfile: combined with a bad --epochs, the error is about --epochs, nothing else."""
+    path, _ = smoke_run
+    proc = _run(f"--flagfile={os.path.join(path, 'flags.cfg')}", "--epochs=0", "--nosmoke")
+    assert proc.returncode != 0
+    assert "--epochs must be >= 1, got 0" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backbone=vgg16"], "vgg16"),
+    (["--dataset=affectnet"], "--data_root is required for --dataset=affectnet"),
+    (["--dataset=rafdb", "--data_root=/nonexistent/raf"], "/nonexistent/raf"),
+    (["--backbone=alexnet", "--weights=imagenet"], "--weights=imagenet"),
+    (["--task=valence"], "valence"),
+])
+def test_bad_flags_give_clear_errors(args, message):
+    proc = _run(*args, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
