@@ -11,7 +11,7 @@ Then evaluate the encoder downstream (linear probe / fine-tuning, identity leaka
 
 Other runs:
 
-    python experiments/sslfer_pretrain.py --flagfile=experiments/configs/sslfer_smoke.cfg     # seconds
+    python experiments/sslfer_pretrain.py --flagfile=experiments/configs/sslfer_smoke.cfg     # under a minute
     python experiments/sslfer_pretrain.py --flagfile=experiments/configs/sslfer_voxceleb1_f.cfg \
         --data_root=input/voxceleb1                                  # the paper's full method (Table 1, row f)
     python experiments/sslfer_pretrain.py --notime_aug --face_swap=0 --hard_negatives=0 --nomaskfn ...  # SimCLR
@@ -49,14 +49,17 @@ Data: ``--dataset=synthetic`` (default) renders ``--train_identities`` people x 
 ``--dataset=voxceleb1 --data_root=input/voxceleb1`` reads the face-track frames (``<identity>/<video>/<clip>/
 <frame>.jpg``, timestamps = frame / ``--voxceleb_fps``); there are no labels (no probe) and no landmarks unless the
 records carry them (FaceSwap then runs dlib per image, MaskFN's parts and the landmark masking fall back, counted).
-``--num_train`` / ``--num_val`` / ``--augment`` values other than sslfer / none do not apply here.
+``--num_train`` and ``--num_val`` do not apply (the video flags size the data); ``--augment`` is ``sslfer`` (the
+paper's spatial augmentation) or ``none``. ``--strategy=mirrored`` all-gathers the projections, so the negatives come
+from the global batch.
 
 The run directory (runs/sslfer-...): ``encoder.keras`` (the encoder of the checkpoint, for
 ``experiments/linear_eval.py --encoder=<run or encoder.keras>``), checkpoints/best.keras (the whole pre-training
-model at the lowest contrastive loss on the validation videos - synthetic - or on the training stream), result.json
-(final losses and instance-discrimination accuracy, probe metrics on the held-out faces, counts of skipped tracks /
-frames and FaceSwap fallbacks, timings), training_curves.png, saliency.png (Grad-CAM of the encoder over faces of
-every expression, the paper's Figure 6), train_log.csv, TensorBoard logs and flags.cfg.
+model at the lowest contrastive loss on the validation videos - synthetic - or on the training stream; with
+``--checkpoint=last`` the last epoch's), result.json (the last epoch's losses and instance-discrimination accuracy,
+the probe's metrics on the held-out faces, counts of skipped tracks / frames, FaceSwap fallbacks and unreadable
+files, timings), training_curves.png, saliency.png (Grad-CAM of the encoder over faces of every expression, the
+paper's Figure 6), train_log.csv, TensorBoard logs and flags.cfg.
 """
 
 from __future__ import annotations
@@ -141,6 +144,9 @@ _OWN_FLAGS = [
     flags.DEFINE_bool("validation", True, "synthetic only: the pre-training loss and probe on the validation "
                       "identities' videos after every epoch; the checkpoint is the epoch with the lowest validation "
                       "loss (without: the lowest training loss)."),
+    flags.DEFINE_enum("checkpoint", "best", ("best", "last"), "The model kept (checkpoints/best.keras, "
+                      "encoder.keras, the probe scores): best = the epoch with the lowest validation loss (synthetic "
+                      "with --validation) or training loss; last = the last epoch's weights (equal budgets)."),
     flags.DEFINE_integer("val_steps", None, "Validation batches per epoch (default: one pass over the validation "
                          "videos' anchors); synthetic only."),
     flags.DEFINE_integer("saliency_images", 8, "Faces in the final Grad-CAM figure (one per expression on "
@@ -221,9 +227,6 @@ def check(s):
         if s["hard_negatives"] and s["video_seconds"] <= s["t2"]:
             raise app.UsageError(f"--video_seconds={s['video_seconds']} leaves no frame --t2={s['t2']} s away from "
                                  "any anchor: make the videos longer or --hard_negatives=0")
-    elif s["val_steps"] is not None and s["validation"]:
-        raise app.UsageError(f"--val_steps applies to --dataset=synthetic only (--dataset={s['dataset']} has no "
-                             "validation videos)")
 
 
 def strategies(s) -> str:
@@ -265,19 +268,18 @@ def synthetic_tracks(split: str, train_identities: int, videos_per_identity: int
 
 
 def track_tables(s):
-    """``(train table, validation table or None)`` for ``--dataset``."""
+    """``(train table, validation table or None, {reason: frames the reader skipped}})`` for ``--dataset``."""
     if s["dataset"] == "synthetic":
         args = (s["train_identities"], s["videos_per_identity"], s["video_seconds"], s["fps"], load_size(s),
                 s["seed"])
-        return synthetic_tracks("train", *args), (synthetic_tracks("val", *args) if s["validation"] else None)
+        return synthetic_tracks("train", *args), (synthetic_tracks("val", *args) if s["validation"] else None), {}
     from ferkeras.data.readers import VoxCeleb1Reader
     from ferkeras.data.video_views import TrackTable
 
     reader = VoxCeleb1Reader(s["data_root"], split="train", fps=s["voxceleb_fps"])
     table = TrackTable.from_reader(reader, name="voxceleb1")
-    reader.skips.report()
     logging.info(table.summary())
-    return table, None
+    return table, None, {k: int(v) for k, v in reader.skips.counts.items()}
 
 
 def view_sampler(s, table, seed):
@@ -446,7 +448,7 @@ def run(s):
     run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})
     logging.info("run directory: %s", run_dir.path)
 
-    train_table, val_table = track_tables(s)
+    train_table, val_table, reader_skips = track_tables(s)
     sampler = view_sampler(s, train_table, s["seed"])
     steps = s["steps"] or sampler.num_anchors // s["batch_size"]
     if steps < 1:
@@ -484,7 +486,13 @@ def run(s):
                                           validation_data=val_ds, monitor=monitor, verbose=s["verbose"],
                                           backup_freq=s["backup_every"] or "epoch")
     final_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
-    run_dir.restore_checkpoint(model)
+    iterations = int(model.optimizer.iterations.numpy())
+    if s["checkpoint"] == "best":
+        run_dir.restore_checkpoint(model)
+        kept = f"{run_dir.CHECKPOINT} (lowest {monitor})"
+    else:  # the last weights become the run's checkpoint, so every reader of the run gets them
+        model.save(run_dir.checkpoint_path)
+        kept = f"{run_dir.CHECKPOINT} (the last epoch's weights)"
     model.encoder.save(run_dir.file(ENCODER_FILE))
 
     metrics, probe_description = probe_scores(s, model)
@@ -495,7 +503,7 @@ def run(s):
         figures["training_curves"] = run_dir.CURVES
     if s["saliency_images"]:
         figures["saliency"] = saliency(s, model, train_table, run_dir)
-    counts = {"train": data_counts(train_stats[-1]) if train_stats else {}}
+    counts = {"train": data_counts(train_stats[-1]) if train_stats else {}, "reader_skipped": reader_skips}
     if val_stats is not None:
         counts["val"] = data_counts(val_stats)
     result = {
@@ -505,10 +513,11 @@ def run(s):
         "data": counts, "data_details": {"train": train_stats[-1].as_dict() if train_stats else {},
                                          "val": val_stats.as_dict() if val_stats is not None else {}},
         "encoder": ENCODER_FILE, "encoder_features": int(model.feature_dim),
-        "evaluated_model": f"{run_dir.CHECKPOINT} (lowest {monitor}); {ENCODER_FILE} is its encoder",
+        "evaluated_model": f"{kept}; {ENCODER_FILE} is its encoder",
+        "checkpoint_iterations": int(model.optimizer.iterations.numpy()),
         "figures": figures, "flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps, "epochs": s["epochs"],
-        "iterations": int(model.optimizer.iterations.numpy()),
+        "iterations": iterations,
     }
     run_dir.write_result(result)
     logging.info("pre-training: %s", ", ".join(f"{k} {v:.4g}" for k, v in sorted(final_logs.items())
@@ -518,7 +527,9 @@ def run(s):
 
 def summary_title(s) -> str:
     """The heading of the terminal summary (:func:`experiments.common.summary`)."""
-    return f"SSL-FER pre-training ({strategies(s)}): online linear probe on held-out faces"
+    if s["dataset"] == "synthetic" and s["probe"]:
+        return f"SSL-FER pre-training ({strategies(s)}): online linear probe on held-out faces"
+    return f"SSL-FER pre-training ({strategies(s)}) on {s['dataset']}"
 
 
 def main(argv):

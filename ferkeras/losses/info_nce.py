@@ -289,6 +289,8 @@ class InfoNCEObjective(ContrastiveObjective):
         self.hard_negatives_scope = hard_negatives_scope
         self.eps = float(eps)
 
+    loss_terms = ("info_nce", "accuracy")
+
     def call(self, projections, extras=None, training=False):
         anchors, candidates, positive_mask, exclude_mask = view_candidates(
             projections["anchor"], projections["positive"], projections.get("hard_negatives"),

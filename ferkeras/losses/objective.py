@@ -33,6 +33,10 @@ class ContrastiveObjective(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
 
+    loss_terms = ()
+    """Names of the extra outputs of :meth:`call` that are averages over the batch (logged as epoch means by
+    :class:`ferkeras.models.contrastive.ContrastivePretrainer`; other outputs are logged per step)."""
+
     def precompute(self, views, training=False) -> dict:
         """Per-sample tensors (leading batch axis) computed from the ``views`` dict WITHOUT gradient; default ``{}``.
 

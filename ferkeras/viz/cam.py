@@ -290,7 +290,9 @@ def overlay_grid(images, maps: Mapping[str, np.ndarray], alpha: float = 0.45, cm
                 ax.set_ylabel(str(row_labels[r]), fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.3)
+        fig.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / fig.get_figheight()))  # room for the title
+    else:
+        fig.tight_layout(pad=0.3)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 

@@ -70,6 +70,11 @@ class SSLFERObjective(ContrastiveObjective):
             raise TypeError(f"maskfn must be None or a MaskFN layer, got {type(maskfn).__name__}")
         self.maskfn = maskfn
 
+    @property
+    def loss_terms(self):
+        terms = ("info_nce", "accuracy")
+        return terms if self.maskfn is None else terms + ("maskfn_l2", "maskfn_picked")
+
     def precompute(self, views, training=False):
         if self.maskfn is None:
             return {}
