@@ -105,6 +105,27 @@ def shuffled(ds: tf.data.Dataset, buffer: int, shuffle: bool, seed: Optional[int
     return ds.shuffle(max(1, int(buffer)), seed=seed, reshuffle_each_iteration=True)
 
 
+def counted_map(ds: tf.data.Dataset, load: Callable, stats: Optional[PipelineStats] = None, *,
+                num_parallel_calls=AUTOTUNE, deterministic: bool = True, skip_errors: bool = True) -> tf.data.Dataset:
+    """``ds.map(load)`` in parallel with elements whose ``load`` raises dropped (with a warning) when ``skip_errors``,
+    and counted: ``stats.attempted`` before the map, ``stats.decoded`` after it, so ``stats.dropped`` is what failed.
+    Works for elements that are tensors, tuples or dicts."""
+    def counter(variable):
+        def count(*x):
+            variable.assign_add(1)
+            return x[0] if len(x) == 1 else x
+        return count
+
+    if stats is not None:
+        ds = ds.map(counter(stats.attempted))
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    if skip_errors:
+        ds = ds.ignore_errors(log_warning=True)
+    if stats is not None:
+        ds = ds.map(counter(stats.decoded))
+    return ds
+
+
 def finish_pipeline(ds: tf.data.Dataset, load: Callable, *, batch_size: int, augment=None,
                     deterministic: bool = True, drop_remainder: bool = False,
                     num_parallel_calls=AUTOTUNE, stats: Optional[PipelineStats] = None) -> tf.data.Dataset:
@@ -115,18 +136,7 @@ def finish_pipeline(ds: tf.data.Dataset, load: Callable, *, batch_size: int, aug
     sequentially when ``deterministic``, so seeded draws happen in a reproducible order), split into
     ``(images, targets)``, prefetch.  Used by every source so that all produce the same element spec.
     """
-    if stats is not None:
-        def count_attempt(x):
-            stats.attempted.assign_add(1)
-            return x
-        ds = ds.map(count_attempt)
-    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    ds = ds.ignore_errors(log_warning=True)
-    if stats is not None:
-        def count_decoded(x):
-            stats.decoded.assign_add(1)
-            return x
-        ds = ds.map(count_decoded)
+    ds = counted_map(ds, load, stats, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def split(batch):

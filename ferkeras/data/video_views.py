@@ -94,7 +94,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 import numpy as np
 import tensorflow as tf
 
-from ferkeras.data.elements import AUTOTUNE, PipelineStats
+from ferkeras.data.elements import AUTOTUNE, PipelineStats, counted_map
 from ferkeras.data.image_ops import crop_and_resize_face, decode_image, square_crop_box
 from ferkeras.data.schema import MISSING_INT, NUM_LANDMARKS, FaceRecord, SkipCounter
 
@@ -1011,20 +1011,8 @@ class ViewSampler:
         if epochs is not None and self.table.in_memory:
             ds = ds.apply(tf.data.experimental.assert_cardinality(epochs * self.num_anchors))
         load = self._loader(int(image_size), float(margin), bool(metadata))
-        if stats is not None:
-            def count_attempt(*x):
-                stats.attempted.assign_add(1)
-                return x
-            ds = ds.map(count_attempt)
-        ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-        if not self.table.in_memory:
-            ds = ds.ignore_errors(log_warning=True)
-        if stats is not None:
-            def count_decoded(x):
-                stats.decoded.assign_add(1)
-                return x
-            ds = ds.map(count_decoded)
-        return ds
+        return counted_map(ds, load, stats, num_parallel_calls=num_parallel_calls, deterministic=deterministic,
+                           skip_errors=not self.table.in_memory)
 
     def dataset(self, batch_size: int, *, drop_remainder: bool = True, **options) -> tf.data.Dataset:
         """:meth:`elements` batched and prefetched: each element a dict of ``(B, ...)`` tensors."""

@@ -291,11 +291,19 @@ class InfoNCEObjective(ContrastiveObjective):
 
     loss_terms = ("info_nce", "accuracy")
 
-    def call(self, projections, extras=None, training=False):
+    def logits(self, projections):
+        """``(logits, positive_mask, exclude_mask)`` of the views (:func:`view_candidates`), logits = cos / tau."""
         anchors, candidates, positive_mask, exclude_mask = view_candidates(
             projections["anchor"], projections["positive"], projections.get("hard_negatives"),
             self.symmetric, self.hard_negatives_scope)
-        logits = cosine_similarity_matrix(anchors, candidates, self.eps) / self.temperature
+        return cosine_similarity_matrix(anchors, candidates, self.eps) / self.temperature, positive_mask, exclude_mask
+
+    def accuracy(self, projections):
+        """Top-1 instance discrimination: the share of anchors whose positive is their most similar candidate."""
+        return top1_accuracy(*self.logits(projections))
+
+    def call(self, projections, extras=None, training=False):
+        logits, positive_mask, exclude_mask = self.logits(projections)
         loss, valid = info_nce_from_logits(logits, positive_mask, exclude_mask, self.denominator, "mean")
         loss = masked_mean(loss, valid)
         return {"loss": loss, "info_nce": loss, "accuracy": top1_accuracy(logits, positive_mask, exclude_mask)}

@@ -10,24 +10,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ferkeras.losses.info_nce import (
-    EPS,
-    HARD_NEGATIVE_SCOPES,
-    TEMPERATURE,
-    check_denominator,
-    check_temperature,
-    cosine_similarity_matrix,
-    info_nce_from_logits,
-    masked_mean,
-    top1_accuracy,
-    view_candidates,
-)
-from ferkeras.losses.objective import ContrastiveObjective
+from ferkeras.losses.info_nce import EPS, TEMPERATURE, InfoNCEObjective
 from ferkeras.methods.sslfer.maskfn import MaskFN
 
 
 @keras.saving.register_keras_serializable(package="ferkeras")
-class SSLFERObjective(ContrastiveObjective):
+class SSLFERObjective(InfoNCEObjective):
     """InfoNCE over anchor, positive, hard negatives and the rest of the batch, plus MaskFN when given.
 
     Without MaskFN the loss is :func:`ferkeras.losses.info_nce.info_nce_views` (Eq. 1; ``denominator`` chooses the
@@ -55,15 +43,8 @@ class SSLFERObjective(ContrastiveObjective):
 
     def __init__(self, temperature=TEMPERATURE, denominator="simclr", symmetric=False, hard_negatives_scope="all",
                  maskfn=None, eps=EPS, **kwargs):
-        super().__init__(**kwargs)
-        self.temperature = check_temperature(temperature)
-        self.denominator = check_denominator(denominator)
-        self.symmetric = bool(symmetric)
-        if hard_negatives_scope not in HARD_NEGATIVE_SCOPES:
-            raise ValueError(
-                f"hard_negatives_scope must be one of {HARD_NEGATIVE_SCOPES}, got {hard_negatives_scope!r}")
-        self.hard_negatives_scope = hard_negatives_scope
-        self.eps = float(eps)
+        super().__init__(temperature=temperature, denominator=denominator, symmetric=symmetric,
+                         hard_negatives_scope=hard_negatives_scope, eps=eps, **kwargs)
         if isinstance(maskfn, dict):
             maskfn = keras.saving.deserialize_keras_object(maskfn)
         if maskfn is not None and not isinstance(maskfn, MaskFN):
@@ -94,29 +75,18 @@ class SSLFERObjective(ContrastiveObjective):
         return extras
 
     def call(self, projections, extras=None, training=False):
-        extras = extras or {}
-        anchors, candidates, positive_mask, exclude_mask = view_candidates(
-            projections["anchor"], projections["positive"], projections.get("hard_negatives"),
-            self.symmetric, self.hard_negatives_scope)
-        logits = cosine_similarity_matrix(anchors, candidates, self.eps) / self.temperature
-        accuracy = top1_accuracy(logits, positive_mask, exclude_mask)
         if self.maskfn is None:
-            loss, valid = info_nce_from_logits(logits, positive_mask, exclude_mask, self.denominator, "mean")
-            loss = masked_mean(loss, valid)
-            return {"loss": loss, "info_nce": loss, "accuracy": accuracy}
+            return super().call(projections, extras, training)
+        extras = extras or {}
         if "part_features" not in extras:
             raise ValueError("SSLFERObjective with MaskFN needs extras['part_features'] from precompute()")
         out = self.maskfn.loss(projections, extras["part_features"], extras.get("parts_valid"),
                                extras.get("track"), self.temperature, self.symmetric, self.hard_negatives_scope,
                                self.eps)
-        return {"loss": out["loss"], "info_nce": out["l1"], "accuracy": accuracy, "maskfn_l2": out["l2"],
-                "maskfn_picked": out["picked_fraction"]}
+        return {"loss": out["loss"], "info_nce": out["l1"], "accuracy": self.accuracy(projections),
+                "maskfn_l2": out["l2"], "maskfn_picked": out["picked_fraction"]}
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "temperature": self.temperature, "denominator": self.denominator, "symmetric": self.symmetric,
-            "hard_negatives_scope": self.hard_negatives_scope, "eps": self.eps,
-            "maskfn": None if self.maskfn is None else keras.saving.serialize_keras_object(self.maskfn),
-        })
+        config["maskfn"] = None if self.maskfn is None else keras.saving.serialize_keras_object(self.maskfn)
         return config
