@@ -358,3 +358,43 @@ def run_task_model_test(model, batch, tmp_path, *, export=True, atol=1e-5, input
     reloaded = assert_keras_roundtrip(model, x, tmp_path, atol=atol)
     saved = assert_savedmodel_roundtrip(model, x, tmp_path, atol=atol) if export else None
     return {"logs": logs, "reloaded": reloaded, "saved_model": saved}
+
+
+# ---------------------------------------------------------------------------------------- gradients and views
+def numeric_grad(fun, arrays, h=1e-6):
+    """Central finite differences of the scalar NumPy function ``fun(*arrays)`` with respect to every array
+    (computed in float64); the reference the losses' ``tf.GradientTape`` gradients are checked against."""
+    arrays = [np.asarray(a, np.float64) for a in arrays]
+    grads = []
+    for k, a in enumerate(arrays):
+        g = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            plus = [b.copy() for b in arrays]
+            minus = [b.copy() for b in arrays]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            g[idx] = (fun(*plus) - fun(*minus)) / (2 * h)
+        grads.append(g)
+    return grads
+
+
+def numeric_grad_at(fun, x, h=1e-5):
+    """:func:`numeric_grad` of a function of one array: the gradient of the scalar ``fun(x)`` at ``x``."""
+    return numeric_grad(fun, [x], h)[0]
+
+
+def tape_grad(fun, arrays):
+    """``(fun(*tensors), gradients)`` of a TensorFlow function of the arrays, through ``tf.GradientTape``."""
+    tensors = [tf.constant(a) for a in arrays]
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        value = fun(*tensors)
+    return value, tape.gradient(value, tensors)
+
+
+def contrastive_views(rng, B, K, D):
+    """Random float32 anchor (B, D), positive (B, D) near it, and K hard negatives (B, K, D) (None when K = 0)."""
+    a = rng.normal(size=(B, D)).astype(np.float32)
+    p = (a + 0.7 * rng.normal(size=(B, D))).astype(np.float32)
+    h = rng.normal(size=(B, K, D)).astype(np.float32) if K else None
+    return a, p, h

@@ -4,10 +4,10 @@ single-sample and constant batches, both call interfaces, config round-trip."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from ferkeras.losses.barlow_twins import BarlowTwinsLoss, barlow_twins_loss
 from tests import helpers
+from tests.helpers import numeric_grad, tape_grad
 
 BATCHES = [1, 2, 16, 128]
 
@@ -23,29 +23,6 @@ def np_barlow(z1, z2, lambda_=5e-3, eps=1e-5):
 
 def rand(shape):
     return np.random.normal(size=shape)
-
-
-def numeric_grad(fun, arrays, h=1e-6):
-    """Central finite differences of the scalar fun(*arrays) with respect to every array (float64)."""
-    grads = []
-    for k, a in enumerate(arrays):
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            plus = [b.copy() for b in arrays]
-            minus = [b.copy() for b in arrays]
-            plus[k][idx] += h
-            minus[k][idx] -= h
-            g[idx] = (fun(*plus) - fun(*minus)) / (2 * h)
-        grads.append(g)
-    return grads
-
-
-def tape_grad(fun, arrays):
-    tensors = [tf.constant(a) for a in arrays]
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        value = fun(*tensors)
-    return value, tape.gradient(value, tensors)
 
 
 @pytest.mark.parametrize("batch", BATCHES)

@@ -18,6 +18,7 @@ from ferkeras.losses.info_nce import (
 )
 from ferkeras.losses.objective import ContrastiveObjective
 from tests import helpers
+from tests.helpers import contrastive_views as views, numeric_grad_at as numeric_grad
 
 EPS = 1e-8
 
@@ -80,25 +81,6 @@ def np_multi_positive(anchors, candidates, weights, exclude, tau, denominator, r
             total = sum(w[c] * (log_den - s[c]) for c in pos)
             out.append(total / sum(w[c] for c in pos) if reduction == "mean" else total)
     return out
-
-
-def numeric_grad(f, x, h=1e-5):
-    """Central finite differences of the scalar NumPy function ``f`` at ``x`` (float64)."""
-    x = np.asarray(x, np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        grad[idx] = (f(up) - f(down)) / (2 * h)
-    return grad
-
-
-def views(rng, B, K, D):
-    a = rng.normal(size=(B, D)).astype(np.float32)
-    p = (a + 0.7 * rng.normal(size=(B, D))).astype(np.float32)
-    h = rng.normal(size=(B, K, D)).astype(np.float32) if K else None
-    return a, p, h
 
 
 # ------------------------------------------------------------------------------------------------------ values

@@ -3,7 +3,7 @@ Emotion Recognition", ECCV 2022): the similarities f (Eq. 4), f1 (Sec. 3.4), f2 
 and InfoNCE (Eq. 1), plus finite-difference gradient checks, shared by the tests of ferkeras.methods.avce."""
 
 import numpy as np
-import tensorflow as tf
+from tests.helpers import numeric_grad, tape_grad
 
 MU, EPS = 0.75, 1e-7
 BATCHES = [1, 2, 16, 128]
@@ -58,29 +58,6 @@ def np_infonce(x, ya, yn, name="f", temperature=1.0):
     candidates = np.concatenate([ya[:, None], np.broadcast_to(yn[None], (batch, batch, yn.shape[1]))], axis=1)
     s = np_sim(x[:, None], candidates, name) / temperature
     return -np.mean(np.log(np.exp(s[:, 0]) / np.mean(np.exp(s), axis=1)))
-
-
-def numeric_grad(fun, arrays, h=1e-6):
-    """Central finite differences of the scalar fun(*arrays) with respect to every array (float64)."""
-    grads = []
-    for k, a in enumerate(arrays):
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            plus = [b.copy() for b in arrays]
-            minus = [b.copy() for b in arrays]
-            plus[k][idx] += h
-            minus[k][idx] -= h
-            g[idx] = (fun(*plus) - fun(*minus)) / (2 * h)
-        grads.append(g)
-    return grads
-
-
-def tape_grad(fun, arrays):
-    tensors = [tf.constant(a) for a in arrays]
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        value = fun(*tensors)
-    return value, tape.gradient(value, tensors)
 
 
 def rand(shape, scale=1.0):

@@ -11,6 +11,7 @@ from ferkeras.losses.info_nce import info_nce_views
 from ferkeras.losses.objective import ContrastiveObjective
 from ferkeras.methods.sslfer import MaskFN, SSLFERObjective, maskfn_loss, part_features, pick_false_negatives
 from tests import helpers
+from tests.helpers import contrastive_views as views, numeric_grad_at as numeric_grad
 
 EPS = 1e-8
 
@@ -80,24 +81,6 @@ def picks_matrix(picks, B):
     for i, ls in enumerate(picks):
         m[i, ls] = True
     return m
-
-
-def numeric_grad(f, x, h=1e-5):
-    x = np.asarray(x, np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        grad[idx] = (f(up) - f(down)) / (2 * h)
-    return grad
-
-
-def views(rng, B, K, D):
-    a = rng.normal(size=(B, D)).astype(np.float32)
-    p = (a + 0.7 * rng.normal(size=(B, D))).astype(np.float32)
-    h = rng.normal(size=(B, K, D)).astype(np.float32) if K else None
-    return a, p, h
 
 
 def pooled_colour_encoder(size=8):
