@@ -398,3 +398,28 @@ def contrastive_views(rng, B, K, D):
     p = (a + 0.7 * rng.normal(size=(B, D))).astype(np.float32)
     h = rng.normal(size=(B, K, D)).astype(np.float32) if K else None
     return a, p, h
+
+
+# ------------------------------------------------------------------------------------------- subprocesses
+REPO = str(Path(__file__).resolve().parent.parent)
+"""The repository root (the experiment binaries and tools run with it as working directory and on PYTHONPATH)."""
+
+
+def script_env(**extra):
+    """The environment of a binary or tool run as a user runs it: quiet TensorFlow, a non-interactive matplotlib,
+    the repository on PYTHONPATH; ``extra`` variables on top."""
+    import os
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_script(script, *args, timeout=600):
+    """Runs ``python script args...`` from the repository root; returns the ``subprocess.CompletedProcess``."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
+                          env=script_env(), cwd=REPO)

@@ -5,11 +5,12 @@ import glob
 import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/experiments/ -> repo
 sys.path.insert(0, REPO)
@@ -84,10 +85,7 @@ def test_smoke_run_writes_metrics_and_figures(smoke_run):
 
 
 def _run_binary(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, BINARY, *args], capture_output=True, text=True, timeout=60, env=env,
-                          cwd=REPO)
+    return helpers.run_script(BINARY, *args, timeout=60)
 
 
 @pytest.mark.parametrize("args, message", [

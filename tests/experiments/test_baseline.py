@@ -3,11 +3,11 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/experiments/ -> repo
 BINARY = os.path.join(REPO, "experiments", "baseline.py")
@@ -17,10 +17,7 @@ pytestmark = pytest.mark.slow  # every test here runs the binary in a subprocess
 
 
 def _run(*args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, BINARY, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=REPO)
+    return helpers.run_script(BINARY, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import time
 import numpy as np
 import pytest
 
+from tests import helpers
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/experiments/ -> repo
 BINARY = os.path.join(REPO, "experiments", "sslfer_pretrain.py")
 LINEAR_EVAL = os.path.join(REPO, "experiments", "linear_eval.py")
@@ -25,15 +27,8 @@ LINEAR_EVAL_SMOKE = os.path.join(REPO, "experiments", "configs", "linear_eval_sm
 pytestmark = pytest.mark.slow  # every test here runs a binary or the flag parser in a subprocess
 
 
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _run(binary, *args, timeout=600):
-    return subprocess.run([sys.executable, binary, *args], capture_output=True, text=True, timeout=timeout,
-                          env=_env(), cwd=REPO)
+    return helpers.run_script(binary, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +159,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def parsed_configs():
     proc = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, *CONFIGS], capture_output=True, text=True,
-                          timeout=120, env=_env(), cwd=REPO)
+                          timeout=120, env=helpers.script_env(), cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {os.path.basename(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
 
@@ -235,7 +230,7 @@ def test_training_stream_restarts_exactly_at_any_step():
     """What an exact mid-epoch resume needs: the stream rebuilt from step k (FaceSwap draws and augmentation
     included) is the full stream without its first k batches; batches come as (views, labels) for Keras."""
     proc = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, SMOKE], capture_output=True, text=True, timeout=600,
-                          env=_env(), cwd=REPO)
+                          env=helpers.script_env(), cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["same"] and out["differ"]
