@@ -38,7 +38,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: experiments.common
 from experiments import common  # noqa: E402
 
-DATASETS = ("synthetic", "afew_va", "affwild", "affwild2", "affectnet")
+DATASETS = ("synthetic", "afew_va", "aff_wild", "aff_wild2", "affectnet")
 CAM_METHODS = ("cam", "cam_head", "gradcam", "scorecam")  # = ferkeras.methods.avce.METHODS (not imported: TF-heavy)
 
 _OWN_FLAGS = [
@@ -69,29 +69,24 @@ _OWN_FLAGS = [
                       f"of {','.join(CAM_METHODS)})."),
 ]
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS, augment="flip")
+BOUNDS = dict(width=common.AT_LEAST_1, lr=common.POSITIVE, head_lr=common.POSITIVE, lr_first=common.AT_LEAST_0,
+              lr_every=common.AT_LEAST_1, lr_factor=common.Bound(0, 1, low_open=True), iterations=common.AT_LEAST_1,
+              cam_images=common.AT_LEAST_0, cam_every=common.AT_LEAST_0)
+"""The ranges of this binary's own numeric flags (the shared ones: :data:`experiments.common.SHARED_BOUNDS`)."""
 
 
 def settings():
-    """Flag values as a dict, with the --smoke overrides (tiny data, image 32 (alexnet: 64), width 8, 2 steps)."""
+    """Flag values as a dict, with the --smoke overrides (tiny data, image 32 (alexnet: 64), width 16 (no thinner:
+    TF's oneDNN fault on AVX-512 CPUs, see README), 2 steps)."""
     backbone, width = flags.FLAGS.backbone, flags.FLAGS.width
-    return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 8),
+    return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 16),
                                         iterations=None, cam_images=min(flags.FLAGS.cam_images, 2)))
 
 
 def check(s):
     """Errors a user can make with flag combinations, reported before anything heavy is imported."""
-    common.check(s)
-    for name in ("lr", "head_lr", "lr_factor"):
-        if not s[name] > 0:
-            raise app.UsageError(f"--{name} must be > 0, got {s[name]}")
-    if s["lr_first"] < 0 or s["lr_every"] < 1:
-        raise app.UsageError(f"--lr_first must be >= 0 and --lr_every >= 1, got {s['lr_first']} and "
-                             f"{s['lr_every']}")
-    if s["iterations"] is not None and s["iterations"] < 1:
-        raise app.UsageError(f"--iterations must be >= 1, got {s['iterations']}")
-    if s["cam_images"] < 0 or s["cam_every"] < 0:
-        raise app.UsageError(f"--cam_images and --cam_every must be >= 0, got {s['cam_images']} and "
-                             f"{s['cam_every']}")
+    common.check(s, BOUNDS)
+    common.check_image_size(s, s["backbone"])
     unknown = [m for m in s["cam_methods"] if m not in CAM_METHODS]
     if unknown or not s["cam_methods"]:
         raise app.UsageError(f"--cam_methods={','.join(s['cam_methods'])}: unknown {unknown or 'empty'}; choose "
@@ -145,6 +140,8 @@ def run(s):
 
     from ferkeras import metrics as fm
     from ferkeras import training
+
+    strategy = common.make_strategy(s)  # first: a strategy must exist before any TensorFlow op (data, model)
     from ferkeras.callbacks import ActivationMapLogger
     from ferkeras.methods.avce import AVCEModel, AVCEStepSchedule, activation_grid
 
@@ -168,7 +165,6 @@ def run(s):
     train_stream = common.training_stream(s, select, task="va")
     data_seconds = time.perf_counter() - t0
 
-    strategy = training.get_strategy(s["strategy"])
     with strategy.scope():
         model = AVCEModel(
             s["backbone"], (s["image_size"], s["image_size"], 3), sparsemax_method=s["sparsemax"],
@@ -186,7 +182,7 @@ def run(s):
                  f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,}")
 
     cam_faces = _held_out_faces(data.test, s["cam_images"]) if s["cam_images"] else None
-    callbacks = []
+    callbacks = common.drop_callbacks(s)
     if cam_faces is not None and s["cam_every"]:
         callbacks.append(ActivationMapLogger(cam_faces, every_n_epochs=s["cam_every"],
                                              out_dir=run_dir.file("activation_maps"), method=s["cam_methods"],
@@ -211,7 +207,9 @@ def run(s):
         extra={"flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
                "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps, "epochs": epochs,
                "iterations": int(model.optimizer.iterations.numpy()), "activation_maps": figures,
-               "evaluated_model": f"{run_dir.CHECKPOINT} (best {monitor})"})
+               "evaluated_model": f"{run_dir.CHECKPOINT} (best {monitor})", "checkpoint": run_dir.checkpoint_record(),
+               "distribution": training.strategy_info(strategy)})
+    common.record_drops(s, result, run_dir)
     return result, run_dir.path
 
 

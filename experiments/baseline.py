@@ -33,7 +33,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: experiments.common
 from experiments import common  # noqa: E402
 
-DATASETS = ("synthetic", "affectnet", "afew_va", "affwild2", "rafdb", "fer2013", "ferplus")
+DATASETS = ("synthetic", "affectnet", "afew_va", "aff_wild2", "raf_db", "fer2013", "ferplus")
 
 _OWN_FLAGS = [
     flags.DEFINE_enum("backbone", "resnet18", ("resnet18", "alexnet", "resnet50", "efficientnetb2"), "Encoder."),
@@ -46,17 +46,21 @@ _OWN_FLAGS = [
     flags.DEFINE_enum("va_activation", "tanh", ("tanh", "linear"), "Valence-arousal output activation."),
 ]
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS)
+BOUNDS = dict(width=common.AT_LEAST_1, lr=common.POSITIVE)
+"""The ranges of this binary's own numeric flags (the shared ones: :data:`experiments.common.SHARED_BOUNDS`)."""
 
 
 def settings():
-    """Flag values as a dict, with the --smoke overrides applied (tiny data, image 32 (alexnet: 64), width 8)."""
+    """Flag values as a dict, with the --smoke overrides applied (tiny data, image 32 (alexnet: 64), width 16:
+    the thinnest ResNet-18 whose 1x1 stride-2 shortcuts avoid TF's oneDNN fault on AVX-512 CPUs, see README)."""
     backbone, width = flags.FLAGS.backbone, flags.FLAGS.width
-    return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 8)))
+    return common.settings(_FLAGS, dict(image_size=64 if backbone == "alexnet" else 32, width=min(width, 16)))
 
 
 def check(s):
     """Errors a user can make with flag combinations, reported before anything heavy is imported."""
-    common.check(s)
+    common.check(s, BOUNDS)
+    common.check_image_size(s, s["backbone"])
     if s["weights"] and s["backbone"] in ("resnet18", "alexnet"):
         raise app.UsageError(f"--weights={s['weights']} is not available for --backbone={s['backbone']} "
                              "(trained from scratch)")
@@ -68,6 +72,8 @@ def run(s):
     import numpy as np
 
     from ferkeras import training
+
+    strategy = common.make_strategy(s)  # first: a strategy must exist before any TensorFlow op (data, model)
     from ferkeras.models.baseline import build_baseline_model, check_task, compile_baseline
 
     t0 = time.perf_counter()
@@ -76,7 +82,7 @@ def run(s):
         keras.mixed_precision.set_global_policy("mixed_float16")
     outputs = check_task(s["task"])
     run_dir = common.run_directory(s, f"baseline-{s['backbone']}-{s['dataset']}-{s['task']}")
-    run_dir.save_flags({holder.name: holder.value for holder in _FLAGS})
+    run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})  # the settings that ran
     logging.info("run directory: %s", run_dir.path)
 
     _, val_ds, test_ds, classes, num_train = common.load_data(s, common.augmentation(s), task=s["task"])
@@ -90,7 +96,6 @@ def run(s):
     train_stream = common.training_stream(s, select, task=s["task"])
     data_seconds = time.perf_counter() - t0
 
-    strategy = training.get_strategy(s["strategy"])
     with strategy.scope():
         model = build_baseline_model(
             s["backbone"], (s["image_size"], s["image_size"], 3), task=s["task"], num_classes=num_classes,
@@ -104,7 +109,7 @@ def run(s):
     monitor = common.checkpoint_monitor(s)
     _, train_seconds = training.fit(model, train_stream, run_dir, epochs=s["epochs"], steps_per_epoch=steps,
                                     validation_data=val_ds, monitor=monitor, verbose=s["verbose"],
-                                    backup_freq=s["backup_every"] or "epoch")
+                                    extra_callbacks=common.drop_callbacks(s), backup_freq=s["backup_every"] or "epoch")
     run_dir.restore_checkpoint(model)
     held_out = "identities" if s["dataset"] == "synthetic" else "split"
     title = f"baseline {s['backbone']} on {s['dataset']} (held-out {held_out})"
@@ -112,7 +117,9 @@ def run(s):
         model, test_ds, run_dir, title=title, class_names=classes,
         extra={"flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
                "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps,
-               "evaluated_model": f"{run_dir.CHECKPOINT} (best {monitor})"})
+               "evaluated_model": f"{run_dir.CHECKPOINT} (best {monitor})", "checkpoint": run_dir.checkpoint_record(),
+               "distribution": training.strategy_info(strategy)})
+    common.record_drops(s, result, run_dir)
     return result, run_dir.path
 
 

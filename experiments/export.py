@@ -17,6 +17,9 @@ import sys
 
 from absl import app, flags, logging
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: experiments.common
+from experiments import common  # noqa: E402
+
 _MODEL = flags.DEFINE_string("model", None, "A .keras file, or a run directory holding checkpoints/best.keras.")
 _NAME = flags.DEFINE_string("name", None, "Served model name: the folder <export_dir>/<name> and TF Serving's "
                             "--model_name.")
@@ -26,13 +29,27 @@ _CLASS_NAMES = flags.DEFINE_list("class_names", None, "Expression class names in
                                  "result.json, else ferkeras' 8 AffectNet classes.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels; default read from the model.")
 _WARMUP = flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+_FLAGS = [_MODEL, _NAME, _VERSION, _EXPORT_DIR, _CLASS_NAMES, _IMAGE_SIZE, _WARMUP]
+BOUNDS = dict(version=common.AT_LEAST_0, image_size=common.AT_LEAST_1)
+"""The accepted values of the numeric flags (:class:`experiments.common.Bound`)."""
+
+
+def settings():
+    """The flag values as a dict."""
+    return {holder.name: holder.value for holder in _FLAGS}
+
+
+def check(s):
+    """Errors a user can make with the flags, reported before TensorFlow is imported or the model is loaded."""
+    common.check_bounds(s, BOUNDS)
+    if not s["model"] or not s["name"]:
+        raise app.UsageError("--model and --name are required")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _MODEL.value or not _NAME.value:
-        raise app.UsageError("--model and --name are required")
+    check(settings())
     from ferkeras.export import describe_export, export_for_serving, load_trained_model
 
     try:
@@ -50,5 +67,4 @@ def main(argv):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     app.run(main)

@@ -59,6 +59,9 @@ _OWN_FLAGS = [
     flags.DEFINE_integer("identity_pairs", 3000, "Verification pairs (half same, half different identity)."),
 ]
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS, batch_size=64, epochs=20, augment="none")
+BOUNDS = dict(lr=common.POSITIVE, weight_decay=common.AT_LEAST_0, dropout=common.Bound(0, 1, high_open=True),
+              identity_identities=common.Bound(2), identity_faces=common.Bound(2), identity_pairs=common.Bound(2))
+"""The ranges of this binary's own numeric flags (the shared ones: :data:`experiments.common.SHARED_BOUNDS`)."""
 
 
 def settings():
@@ -71,7 +74,7 @@ def settings():
 
 def check(s):
     """Errors a user can make with the flags, reported before the encoder or any data is loaded."""
-    common.check(s)
+    common.check(s, BOUNDS)
     if not s["encoder"]:
         raise app.UsageError("--encoder is required: a .keras file or a run directory holding checkpoints/best.keras")
     if not os.path.exists(s["encoder"]):
@@ -89,11 +92,6 @@ def check(s):
         raise app.UsageError(f"--head_hidden={','.join(s['head_hidden'])} must be comma-separated integers") from None
     if any(w < 1 for w in hidden):
         raise app.UsageError(f"--head_hidden widths must be >= 1, got {hidden}")
-    if not 0.0 <= s["dropout"] < 1.0:
-        raise app.UsageError(f"--dropout must be in [0, 1), got {s['dropout']}")
-    for name in ("lr", "weight_decay"):
-        if s[name] < 0 or (name == "lr" and s[name] == 0):
-            raise app.UsageError(f"--{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {s[name]}")
     if s["identity_leakage"] and (s["identity_identities"] < 2 or s["identity_faces"] < 2 * s["identity_identities"]
                                   or s["identity_pairs"] < 2):
         raise app.UsageError("identity leakage needs --identity_identities >= 2, --identity_faces >= 2 per identity "
@@ -160,7 +158,7 @@ def run(s):
         raise app.UsageError(f"--encoder={s['encoder']}: {err}") from None
     s = dict(s, image_size=_encoder_image_size(s, encoder))
     run_dir = common.run_directory(s, f"linear_eval-{s['mode']}-{s['task']}-{s['dataset']}")
-    run_dir.save_flags({holder.name: holder.value for holder in _FLAGS})
+    run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})  # the settings that ran
     logging.info("run directory: %s; encoder %s (%s features)", run_dir.path, encoder.name, encoder.output.shape[-1])
 
     augment = common.augmentation(s)
@@ -197,6 +195,7 @@ def run(s):
               "data_seconds": data_seconds, "train_seconds": train_seconds,
               "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps}
     run_dir.write_result(result)
+    common.record_drops(s, result, run_dir)
     return result, run_dir.path
 
 
@@ -225,7 +224,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     s = settings()
     check(s)
-    result, path = run(s)
+    with common.discard_unstarted_run_directory():
+        result, path = run(s)
     print(summary(result, path, summary_title(s)), flush=True)
 
 

@@ -65,6 +65,7 @@ paper's Figure 6), train_log.csv, TensorBoard logs and flags.cfg.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sys
@@ -155,6 +156,16 @@ _OWN_FLAGS = [
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS, image_size=112, batch_size=256, epochs=210,
                                                  augment="sslfer")
 
+BOUNDS = dict(t1=common.POSITIVE, t1_steps=common.AT_LEAST_1, face_swap=common.PROBABILITY,
+              hard_negatives=common.AT_LEAST_0, t2=common.POSITIVE, maskfn_weight=common.AT_LEAST_0,
+              maskfn_num=common.AT_LEAST_1, maskfn_encoder_width=common.AT_LEAST_1, part_size=common.AT_LEAST_1,
+              temperature=common.POSITIVE, width=common.AT_LEAST_1, projection_dim=common.AT_LEAST_1,
+              lr=common.POSITIVE, weight_decay=common.AT_LEAST_0, cosine_from_epoch=common.AT_LEAST_0,
+              probe_lr=common.POSITIVE, anchors_per_track=common.AT_LEAST_1, videos_per_identity=common.AT_LEAST_1,
+              video_seconds=common.POSITIVE, fps=common.POSITIVE, voxceleb_fps=common.POSITIVE,
+              val_steps=common.AT_LEAST_1, saliency_images=common.AT_LEAST_0)
+"""The ranges of this binary's own numeric flags (the shared ones: :data:`experiments.common.SHARED_BOUNDS`)."""
+
 SMOKE = dict(image_size=32, backbone="resnet18", width=16, projection_hidden=["64"], projection_dim=32,
              videos_per_identity=1, video_seconds=4.0, fps=5.0, part_size=32, maskfn_encoder_width=16,
              cosine_from_epoch=0, val_steps=1, saliency_images=2)
@@ -177,27 +188,10 @@ def _widths(s):
 
 def check(s):
     """Errors a user can make with the flags, reported before anything heavy is imported."""
-    common.check(s)
+    common.check(s, BOUNDS)
     if s["augment"] not in ("sslfer", "none"):
         raise app.UsageError(f"--augment={s['augment']}: SSL-FER pre-training takes --augment=sslfer (the paper's "
                              "spatial augmentation) or none")
-    if not 0.0 <= s["face_swap"] <= 1.0:
-        raise app.UsageError(f"--face_swap is a probability in [0, 1], got {s['face_swap']}")
-    for name in ("t1", "t2", "temperature", "lr", "probe_lr", "video_seconds", "fps", "voxceleb_fps"):
-        if not s[name] > 0:
-            raise app.UsageError(f"--{name} must be > 0, got {s[name]}")
-    for name in ("hard_negatives", "cosine_from_epoch", "saliency_images"):
-        if s[name] < 0:
-            raise app.UsageError(f"--{name} must be >= 0, got {s[name]}")
-    for name in ("t1_steps", "maskfn_num", "projection_dim", "videos_per_identity", "maskfn_encoder_width"):
-        if s[name] < 1:
-            raise app.UsageError(f"--{name} must be >= 1, got {s[name]}")
-    for name in ("anchors_per_track", "val_steps"):
-        if s[name] is not None and s[name] < 1:
-            raise app.UsageError(f"--{name} must be >= 1, got {s[name]}")
-    if not s["weight_decay"] >= 0 or not s["maskfn_weight"] >= 0:
-        raise app.UsageError(f"--weight_decay and --maskfn_weight must be >= 0, got {s['weight_decay']} and "
-                             f"{s['maskfn_weight']}")
     if s["hard_negatives"] and s["t2"] <= s["t1"]:
         raise app.UsageError(f"--t2={s['t2']} must exceed --t1={s['t1']}: hard negatives lie farther in time than "
                              "positives")
@@ -205,13 +199,10 @@ def check(s):
         raise app.UsageError(f"--projection_hidden widths must be >= 1, got {','.join(s['projection_hidden'])}")
     if s["batch_size"] < 2:
         raise app.UsageError(f"--batch_size={s['batch_size']}: a contrastive batch needs at least 2 samples")
-    if s["image_size"] < 32 or s["part_size"] < 32:
-        raise app.UsageError(f"--image_size and --part_size must be >= 32 (the ResNets' smallest input), got "
-                             f"{s['image_size']} and {s['part_size']}")
+    common.check_image_size(s, s["backbone"])
+    common.check_image_size(s, "resnet18", flag="part_size")  # MaskFN's part encoder
     if s["backbone"] == "resnet50" and s["width"] != 64:
         raise app.UsageError(f"--width={s['width']} only applies to --backbone=resnet18")
-    if s["width"] < 1:
-        raise app.UsageError(f"--width must be >= 1, got {s['width']}")
     path = s["maskfn_encoder"]
     if path:
         if not (path.endswith(".keras") or path.endswith(".weights.h5")):
@@ -268,7 +259,19 @@ def synthetic_tracks(split: str, train_identities: int, videos_per_identity: int
 
 
 def track_tables(s):
-    """``(train table, validation table or None, {reason: frames the reader skipped}})`` for ``--dataset``."""
+    """``(train table, validation table or None, {reason: frames the reader skipped}})`` for ``--dataset`` (or
+    ``--shards``: the prepared shards' frames with their cached landmarks, held in memory; the validation table from
+    ``val/`` when the shards have their own)."""
+    if s.get("shards"):
+        from ferkeras.data import splits
+        from ferkeras.data.video_views import TrackTable
+
+        dirs = splits.shard_split_dirs(s["shards"], s["dataset"])
+        table = TrackTable.from_records(splits.shard_records(dirs["train"]), name=f"{s['dataset']} shards")
+        val = (TrackTable.from_records(splits.shard_records(dirs["val"]), name=f"{s['dataset']} validation shards")
+               if s["validation"] and splits.shards_have_own_validation(s["shards"], s["dataset"]) else None)
+        logging.info(table.summary())
+        return table, val, {}
     if s["dataset"] == "synthetic":
         args = (s["train_identities"], s["videos_per_identity"], s["video_seconds"], s["fps"], load_size(s),
                 s["seed"])
@@ -433,7 +436,7 @@ def run(s):
     path)``. Synthetic videos are rendered once per process (tools/compare_sslfer.py trains several models)."""
     from ferkeras import training
 
-    strategy = training.get_strategy(s["strategy"])  # first: a strategy must exist before TensorFlow initialises
+    strategy = common.make_strategy(s)  # first: a strategy must exist before any TensorFlow op (data, model)
     import keras
     import numpy as np
 
@@ -493,6 +496,8 @@ def run(s):
     else:  # the last weights become the run's checkpoint, so every reader of the run gets them
         model.save(run_dir.checkpoint_path)
         kept = f"{run_dir.CHECKPOINT} (the last epoch's weights)"
+        with open(run_dir.file(run_dir.CHECKPOINT_RECORD), "w") as f:  # best.json describes what best.keras holds
+            json.dump({"monitor": None, "kept": "last", "epoch": s["epochs"], "logs": final_logs}, f, indent=1)
     model.encoder.save(run_dir.file(ENCODER_FILE))
 
     metrics, probe_description = probe_scores(s, model)
@@ -517,7 +522,7 @@ def run(s):
         "checkpoint_iterations": int(model.optimizer.iterations.numpy()),
         "figures": figures, "flags": s, "data_seconds": data_seconds, "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - t0, "steps_per_epoch": steps, "epochs": s["epochs"],
-        "iterations": iterations,
+        "iterations": iterations, "distribution": training.strategy_info(strategy),
     }
     run_dir.write_result(result)
     logging.info("pre-training: %s", ", ".join(f"{k} {v:.4g}" for k, v in sorted(final_logs.items())

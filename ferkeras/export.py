@@ -3,9 +3,12 @@
 :func:`export_for_serving` writes the TF Serving layout ``<export_dir>/<name>/<version>/`` (``version`` an
 integer folder, the next free one by default) with two signatures:
 
-* ``serving_default``: input ``image_bytes``, tf.string ``(None,)``, a batch of encoded JPEG / PNG images (TF
+* ``serving_default``: input ``image_bytes``, tf.string ``(B,)``, a batch of encoded JPEG / PNG images (TF
   Serving's REST API base64-decodes ``{"b64": "..."}`` values);
-* ``uint8_images``: input ``images``, tf.uint8 ``(None, None, None, 3)``, a batch of RGB images of one size.
+* ``uint8_images``: input ``images``, tf.uint8 ``(B, H, W, 3)``, a batch of RGB images of one size.
+
+(The signatures declare inputs of any shape, so that a request of the wrong shape gets the checks' messages
+below rather than TensorFlow's signature shape mismatch.)
 
 Both run the preprocessing of the ferkeras training pipelines for a record without a face box
 (:func:`ferkeras.data.pipeline.build_dataset`): decode to RGB (grayscale replicated, alpha dropped), pad to a
@@ -19,9 +22,14 @@ cropped the way the training data was gives the same input at serving time.  The
 The class names are also written as the asset ``assets/class_names.txt`` (one a line, in logit order) and kept
 on the loaded object as ``class_names``.  ``assets.extra/tf_serving_warmup_requests`` holds one warm-up
 ``PredictionLog`` per signature (a small JPEG, a small uint8 image), which TF Serving replays when it loads the
-version.  Bytes that are not a JPEG or PNG image fail that request with ``InvalidArgumentError`` naming the
-item (``image_bytes[i] is not a JPEG or PNG image ...``); a truncated JPEG / PNG fails it with the decoder's own
-``InvalidArgumentError`` (which does not name the item).  The served model itself is unaffected.
+version.  A bad request fails with ``INVALID_ARGUMENT`` (``InvalidArgumentError``) and a message naming what is
+wrong: bytes that are not a JPEG or PNG image (``image_bytes[i] is not a JPEG or PNG image ...``); an image
+smaller than :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE` pixels in height or width (``image_bytes[i] is 1x1
+pixels ...``, ``images is 1x1 pixels ...``: the pipelines skip such faces in training, so the model has no
+answer for them); a uint8 batch without the batch dimension, or with 1 or 4 channels (the message gives the
+shape); a ``image_bytes`` that is not 1-D.  A truncated JPEG / PNG fails with the decoder's own
+``InvalidArgumentError`` (which does not name the item).  An empty batch returns empty outputs.  The served
+model itself is unaffected.
 
 Supported models: a Keras model whose ``call(images)`` on float32 (B, H, W, 3) in [0, 1] returns either the
 baseline's dict ``{"va": (B, 2), "expression": (B, C) logits}`` (or one of the two keys), or a (B, 2) valence-
@@ -41,7 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ferkeras.data.image_ops import crop_and_resize_face, decode_image, square_crop_box
+from ferkeras.data.image_ops import MIN_FACE_SIZE, crop_and_resize_face, decode_image, square_crop_box
 from ferkeras.methods.avce import AVCEModel
 from ferkeras.models.layers import CaffePreprocessing
 from ferkeras.training.rundir import RunDir
@@ -80,34 +88,80 @@ def _square_to_size(image, side: int):
     return face
 
 
+def _size_message(what, values):
+    """``what`` (a format with ``{}`` for the leading ``values``) followed by ``is HxW pixels ...``; ``values`` end
+    with the height and width."""
+    return tf.strings.format(what + " is {}x{} pixels (height x width): smaller than the smallest face the model "
+                             f"accepts, {MIN_FACE_SIZE}x{MIN_FACE_SIZE} pixels (ferkeras.data.image_ops."
+                             "MIN_FACE_SIZE)", values)
+
+
 def _checked_decode(data, index):
-    """One encoded image -> uint8 (h, w, 3), after asserting it starts like a JPEG or PNG file."""
+    """One encoded image -> uint8 (h, w, 3), after asserting it starts like a JPEG or PNG file, and then that it is
+    at least :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE` pixels high and wide."""
     is_image = tf.logical_or(tf.equal(tf.strings.substr(data, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC),
                              tf.equal(tf.strings.substr(data, 0, len(_PNG_MAGIC)), _PNG_MAGIC))
     message = tf.strings.format(BYTES_INPUT + "[{}] is not a JPEG or PNG image ({} bytes, no JPEG/PNG signature)",
                                 [index, tf.strings.length(data)])
     check = tf.debugging.Assert(is_image, [message])
     with tf.control_dependencies([check]):
-        return decode_image(tf.identity(data))
+        image = decode_image(tf.identity(data))
+    shape = tf.shape(image)
+    big_enough = tf.reduce_all(shape[:2] >= MIN_FACE_SIZE)
+    check = tf.debugging.Assert(big_enough, [_size_message(BYTES_INPUT + "[{}]", [index, shape[0], shape[1]])])
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
+
+
+def check_encoded_batch(image_bytes):
+    """``image_bytes`` as a tf.string tensor, after asserting (``InvalidArgumentError`` naming the shape) that it
+    is a 1-D batch (a single image must come as a batch of one)."""
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    message = tf.strings.format(BYTES_INPUT + " must be a 1-D batch of encoded images, shape (B,); got shape {} "
+                                "(send one image as a batch of one)", [tf.shape(image_bytes)])
+    with tf.control_dependencies([tf.debugging.Assert(tf.equal(tf.rank(image_bytes), 1), [message])]):
+        return tf.identity(image_bytes)
+
+
+def check_uint8_batch(images):
+    """``images`` as a uint8 tensor, after asserting (``InvalidArgumentError`` naming the shape) that it is a batch
+    (B, H, W, 3) of RGB images (rank 4, 3 channels) of at least :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE`
+    pixels high and wide; an empty batch (B = 0) passes whatever its H and W."""
+    images = tf.convert_to_tensor(images, tf.uint8)
+    shape = tf.shape(images)
+    rank_ok = tf.debugging.Assert(tf.equal(tf.size(shape), 4), [tf.strings.format(
+        UINT8_INPUT + " must be a batch of RGB images, shape (B, H, W, 3); got shape {} of rank {} (send one image "
+        "as a batch of one)", [shape, tf.size(shape)])])
+    with tf.control_dependencies([rank_ok]):
+        dims = tf.identity(shape)
+        channels_ok = tf.debugging.Assert(tf.equal(dims[3], 3), [tf.strings.format(
+            UINT8_INPUT + " must have 3 channels (RGB); got shape {} with {} channel(s) (convert grayscale or RGBA "
+            "images to RGB, or send them encoded to " + BYTES_SIGNATURE + ")", [dims, dims[3]])])
+        size_ok = tf.debugging.Assert(tf.logical_or(tf.equal(dims[0], 0), tf.reduce_all(dims[1:3] >= MIN_FACE_SIZE)),
+                                      [_size_message(UINT8_INPUT, [dims[1], dims[2]])])
+    with tf.control_dependencies([channels_ok, size_ok]):
+        return tf.identity(images)
 
 
 def preprocess_encoded(image_bytes, size):
     """Encoded JPEG / PNG images, tf.string (B,) -> float32 (B, S, S, 3) in [0, 1] (the export's preprocessing).
 
-    ``size`` is the side S or (S, S).  Raises ``InvalidArgumentError`` (``image_bytes[i] is not a JPEG or PNG
-    image ...``) for an item that does not start like either.
+    ``size`` is the side S or (S, S).  Raises ``InvalidArgumentError`` naming what is wrong for a batch that is not
+    1-D, an item that does not start like a JPEG or PNG file (``image_bytes[i] is not a JPEG or PNG image ...``)
+    and an image smaller than :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE` (``image_bytes[i] is 1x1 pixels ...``).
     """
     side = square_side(size)
-    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    image_bytes = check_encoded_batch(image_bytes)
     indices = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
     return tf.map_fn(lambda item: _square_to_size(_checked_decode(item[0], item[1]), side),
                      (image_bytes, indices), fn_output_signature=tf.TensorSpec((side, side, 3), tf.float32))
 
 
 def preprocess_uint8(images, size):
-    """uint8 RGB images (B, h, w, 3) -> float32 (B, S, S, 3) in [0, 1] (the export's preprocessing)."""
+    """uint8 RGB images (B, h, w, 3) -> float32 (B, S, S, 3) in [0, 1] (the export's preprocessing); checked by
+    :func:`check_uint8_batch` (``InvalidArgumentError`` naming the shape otherwise)."""
     side = square_side(size)
-    images = tf.convert_to_tensor(images, tf.uint8)
+    images = check_uint8_batch(images)
     return tf.map_fn(lambda image: _square_to_size(image, side), images,
                      fn_output_signature=tf.TensorSpec((side, side, 3), tf.float32))
 
@@ -166,6 +220,13 @@ class ServingModule(tf.Module):
         names = None if class_names is None else tf.constant(list(class_names), tf.string)
 
         def predict(images):
+            # An empty batch gives empty outputs: the model runs on one black stand-in image, cut away below
+            # (Keras layers such as BatchNormalization cannot take a batch of 0).
+            n = tf.shape(images)[0]
+            images = tf.cond(n > 0, lambda: images, lambda: tf.zeros((1,) + size + (3,), images.dtype))
+            return {key: value[:n] for key, value in _predict(images).items()}
+
+        def _predict(images):
             raw = split_outputs(model(images, training=False), model.name)
             out = {}
             if "va" in raw:
@@ -183,10 +244,12 @@ class ServingModule(tf.Module):
         def serve_uint8(images):
             return predict(preprocess_uint8(images, size))
 
+        # Inputs of any shape: a request of the wrong rank or channel count reaches the checks of preprocess_*,
+        # which name what is wrong, instead of failing the signature's shape match with an internal message.
         self.serve_bytes = tf.function(serve_bytes, input_signature=[
-            tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)])
+            tf.TensorSpec(None, tf.string, name=BYTES_INPUT)])
         self.serve_uint8 = tf.function(serve_uint8, input_signature=[
-            tf.TensorSpec((None, None, None, 3), tf.uint8, name=UINT8_INPUT)])
+            tf.TensorSpec(None, tf.uint8, name=UINT8_INPUT)])
         used = {}
         for fn in (self.serve_bytes, self.serve_uint8):
             used.update((id(v), v) for v in fn.get_concrete_function().variables)
@@ -378,7 +441,8 @@ def describe_export(path: str) -> str:
         fn = loaded.signatures[sig_name]
         lines.append(f"signature '{sig_name}':")
         for key, spec in sorted(fn.structured_input_signature[1].items()):
-            lines.append(f"    input  {key:26s} {spec.dtype.name:8s} {tuple(spec.shape.as_list())}")
+            shape = "any shape (checked when called)" if spec.shape.rank is None else tuple(spec.shape.as_list())
+            lines.append(f"    input  {key:26s} {spec.dtype.name:8s} {shape}")
         for key, spec in sorted(fn.structured_outputs.items()):
             lines.append(f"    output {key:26s} {spec.dtype.name:8s} {tuple(spec.shape.as_list())}")
     if hasattr(loaded, "class_names"):
@@ -392,6 +456,6 @@ def describe_export(path: str) -> str:
 
 
 __all__ = ("BYTES_INPUT", "BYTES_SIGNATURE", "CLASS_NAMES_ASSET", "RUN_CHECKPOINT", "ServingModule", "UINT8_INPUT",
-           "UINT8_SIGNATURE", "WARMUP_FILE", "class_names_from_run", "custom_objects", "describe_export",
-           "existing_versions", "export_for_serving", "load_trained_model", "model_image_size", "preprocess_encoded",
-           "preprocess_uint8", "resolve_model_file")
+           "UINT8_SIGNATURE", "WARMUP_FILE", "check_encoded_batch", "check_uint8_batch", "class_names_from_run",
+           "custom_objects", "describe_export", "existing_versions", "export_for_serving", "load_trained_model",
+           "model_image_size", "preprocess_encoded", "preprocess_uint8", "resolve_model_file")

@@ -423,3 +423,34 @@ def run_script(script, *args, timeout=600):
 
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
                           env=script_env(), cwd=REPO)
+
+
+def file_tree(path):
+    """Every file under ``path``: relative name -> (size, mtime_ns, sha256), to show that a run directory was left
+    untouched (no file added, removed, rewritten or re-saved)."""
+    import hashlib
+    import os
+
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            stat = os.stat(full)
+            out[os.path.relpath(full, path)] = (stat.st_size, stat.st_mtime_ns, digest)
+    return out
+
+
+def free_ports(n):
+    """``n`` distinct free TCP ports on localhost (bound to port 0 and released), for worker processes."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -291,3 +291,44 @@ def test_load_trained_model_rebuilds_an_avce_run(tmp_path):
     loaded, class_names, model_file = fe.load_trained_model(run.path)
     assert isinstance(loaded, AVCEModel) and class_names is None and model_file == run.checkpoint_path
     np.testing.assert_allclose(loaded(images, training=False).numpy(), want, atol=1e-5)
+
+
+def test_bad_requests_get_a_clear_invalid_argument(exported, loaded):
+    """Through the reloaded SavedModel's signatures: a uint8 batch with 1 or 4 channels or without the batch
+    dimension, a scalar image_bytes and images below MIN_FACE_SIZE fail with INVALID_ARGUMENT naming what is wrong
+    (before: the signature's internal shape mismatch, or a confident prediction for a 1-pixel image)."""
+    from ferkeras.data.image_ops import MIN_FACE_SIZE
+
+    uint8, encoded = loaded.signatures["uint8_images"], loaded.signatures["serving_default"]
+    image = _images(1, seed=6)
+    for bad, match in ((image[..., :1], r"must have 3 channels \(RGB\); got shape \[1 32 32 1\] with 1 channel"),
+                       (np.concatenate([image, image[..., :1]], -1), r"got shape \[1 32 32 4\] with 4 channel"),
+                       (image[0], r"must be a batch of RGB images, shape \(B, H, W, 3\); got shape \[32 32 3\]"),
+                       (_images(2, h=1, w=1), r"images is 1x1 pixels .*smaller than .*16x16"),
+                       (_images(2, h=MIN_FACE_SIZE - 1, w=40), r"images is 15x40 pixels")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            uint8(images=tf.constant(bad))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[1\] is 1x1 pixels .*smaller"):
+        encoded(image_bytes=tf.constant([_png(image[0]), _png(_images(1, h=1, w=1)[0])]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes must be a 1-D batch .*got shape \[\]"):
+        encoded(image_bytes=tf.constant(_png(image[0])))
+    # the smallest accepted size still serves
+    out = uint8(images=tf.constant(_images(2, h=MIN_FACE_SIZE, w=MIN_FACE_SIZE)))
+    assert out["expression"].shape == (2,)
+    # a TF Serving PredictRequest (as in the warm-up records) of a grayscale batch: the same message
+    from tensorflow_serving.apis import model_pb2, predict_pb2
+
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="fer", signature_name="uint8_images"))
+    request.inputs[fe.UINT8_INPUT].CopyFrom(tf.make_tensor_proto(image[..., :1], dtype=tf.uint8))
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must have 3 channels"):
+        loaded.signatures[request.model_spec.signature_name](**inputs)
+
+
+def test_empty_batch_returns_empty_outputs(loaded):
+    for signature, request in (("uint8_images", dict(images=tf.zeros((0, SIZE, SIZE, 3), tf.uint8))),
+                               ("uint8_images", dict(images=tf.zeros((0, 0, 0, 3), tf.uint8))),
+                               ("serving_default", dict(image_bytes=tf.constant([], tf.string)))):
+        out = loaded.signatures[signature](**request)
+        assert out["valence"].shape == (0,) and out["arousal"].shape == (0,), signature
+        assert out["expression_probabilities"].shape == (0, len(CLASSES)) and out["expression"].shape == (0,)

@@ -269,6 +269,19 @@ def test_alignment_puts_the_eyes_on_the_template(photos, faces, hog, landmarker)
         assert np.abs(redetected - target_eyes).max() < 0.02 * size, (name, redetected, target_eyes)
 
 
+def test_default_alignment_keeps_the_whole_face(photos, landmarker):
+    # The default margin (ferkeras.face.defaults.ALIGN_MARGIN) keeps all 68 landmarks of every posed face in the
+    # crop, with the library's default detector; 0.1 cut the disgust photo's chin (jaw points 13-16).
+    detector = F.FaceDetector()
+    for name in POSED:
+        boxes, _ = detector(photos[name])
+        aligned = F.align_face(photos[name], landmarker(photos[name], boxes[:1])[0], size=64)
+        assert np.all((aligned.landmarks >= -0.5) & (aligned.landmarks <= 63.5)), name
+    chin = F.align_face(photos[POSED[3]], landmarker(photos[POSED[3]], detector(photos[POSED[3]]).boxes[:1])[0],
+                        size=64, margin=0.1).landmarks[13:17]
+    assert np.any(chin > 63.5)
+
+
 def test_crop_square_pads_outside_and_maps_points():
     image = np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8) | 1  # no zero pixels
     crop, transform = F.crop_square(image, [-10, 30, 20, 60])  # 30x30 reaching past left and bottom

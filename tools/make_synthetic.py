@@ -21,10 +21,12 @@ from absl import app, flags, logging  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ferkeras.data.readers import canonical_name  # noqa: E402
 from ferkeras.data.synthetic_datasets import BAD_ROW_KINDS, WRITERS  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "all", f"one of {sorted(WRITERS)} or 'all'")
+flags.DEFINE_string("dataset", "all", f"one of {sorted(WRITERS)} or 'all' (also accepted: the aliases of "
+                    "ferkeras.data.readers.canonical_name, e.g. rafdb, affwild2; any case, '-' for '_')")
 flags.DEFINE_string("out", "input/synthetic", "output folder; each dataset goes to <out>/<dataset>/")
 flags.DEFINE_integer("num", 200, "good records in the training split (other splits get num/4)")
 flags.DEFINE_integer("seed", 0, "random seed")
@@ -53,12 +55,22 @@ def parse_bad_rows(text: str):
     return out
 
 
+def writer_name(name: str) -> str:
+    """The dataset name (a key of WRITERS, the reader's name) that ``name`` spells, aliases included; a UsageError
+    naming it otherwise."""
+    try:
+        canonical = canonical_name(name)
+    except ValueError as e:
+        raise app.UsageError(f"--dataset={name}: {e}; or 'all'") from None
+    if canonical not in WRITERS:
+        raise app.UsageError(f"--dataset={name}: no synthetic writer for {canonical}; choose from {sorted(WRITERS)} "
+                             "or 'all'")
+    return canonical
+
+
 def main(argv):
     del argv
-    names = sorted(WRITERS) if FLAGS.dataset == "all" else [FLAGS.dataset]
-    unknown = [n for n in names if n not in WRITERS]
-    if unknown:
-        raise app.UsageError(f"--dataset: unknown {unknown}; choose from {sorted(WRITERS)} or 'all'")
+    names = sorted(WRITERS) if FLAGS.dataset == "all" else [writer_name(FLAGS.dataset)]
     bad_rows = parse_bad_rows(FLAGS.bad_rows)
     for name in tqdm(names, desc="datasets", unit="dataset"):
         root = Path(FLAGS.out) / name

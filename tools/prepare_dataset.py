@@ -18,15 +18,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
+from ferkeras.face.defaults import FACE_MARGIN  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", None, "Reader name (see ferkeras.data.readers.READERS).", required=True)
+flags.DEFINE_string("dataset", None, "Dataset (reader) name, see ferkeras.data.readers.READERS; aliases such as "
+                    "rafdb, affwild2 are accepted (ferkeras.data.readers.canonical_name).", required=True)
 flags.DEFINE_string("root", None, "Dataset folder (input/<dataset>/ by convention).", required=True)
 flags.DEFINE_string("split", "train", "Split to prepare.")
 flags.DEFINE_string("out", None, "Output folder for the shards.", required=True)
 flags.DEFINE_integer("shards", 16, "Number of shards.")
 flags.DEFINE_integer("workers", 1, "Worker processes writing shards.")
 flags.DEFINE_integer("crop_size", 256, "Side of the stored square face crop in pixels (0 keeps the resolution).")
-flags.DEFINE_float("margin", 0.2, "Face box widening on each side, as a fraction of its longer side.")
+flags.DEFINE_float("margin", FACE_MARGIN, "Face box widening on each side, as a fraction of its longer side "
+                   "(ferkeras.face.FACE_MARGIN: the crop inference cuts).")
 flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.")
 flags.DEFINE_enum("landmarks", "keep", ["keep", "dlib", "none"],
                   "keep: the dataset's landmarks (NaN if none); dlib: the dataset's, else dlib's 68 points; "
@@ -51,13 +55,18 @@ def _reader_options(pairs):
 
 def main(argv):
     del argv
-    from ferkeras.data import tfrecord
-    from ferkeras.data.readers import make_reader
+    from ferkeras.data.readers import canonical_name, make_reader
 
-    reader = make_reader(FLAGS.dataset, FLAGS.root, split=FLAGS.split, **_reader_options(FLAGS.reader_option))
+    try:
+        dataset = canonical_name(FLAGS.dataset)
+    except ValueError as e:
+        raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}") from None
+    from ferkeras.data import tfrecord
+
+    reader = make_reader(dataset, FLAGS.root, split=FLAGS.split, **_reader_options(FLAGS.reader_option))
     records = list(reader)
     reader.skips.report()
-    logging.info("%s/%s: %d records to prepare", FLAGS.dataset, FLAGS.split, len(records))
+    logging.info("%s/%s: %d records to prepare", dataset, FLAGS.split, len(records))
     settings = tfrecord.CropSettings(crop_size=FLAGS.crop_size, margin=FLAGS.margin, quality=FLAGS.quality,
                                      landmarks=FLAGS.landmarks, detect=FLAGS.detect, detector=FLAGS.detector)
     summary = tfrecord.prepare(records, FLAGS.out, num_shards=FLAGS.shards, workers=FLAGS.workers,
@@ -67,7 +76,8 @@ def main(argv):
           f"{summary['num_shards']} shards in {FLAGS.out} ({len(summary['shards_written_now'])} shards this run)")
     print(f"skipped {summary['skipped_total']}:")
     for reason, count in summary["skipped"].items():
-        print(f"  {count:8d}  {reason}")
+        first = summary.get("first_skipped", {}).get(reason)
+        print(f"  {count:8d}  {reason}" + (f"  (first: {first})" if first else ""))
     print(f"summary: {os.path.join(FLAGS.out, tfrecord.SUMMARY_FILE)}")
 
 

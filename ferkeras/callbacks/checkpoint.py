@@ -40,7 +40,12 @@ class BestCheckpoint(keras.callbacks.Callback):
         resume: start from the best value recorded in an existing JSON (same ``monitor`` and ``mode``), so a
             resumed run saves only when it beats the earlier run; otherwise the first evaluated epoch always saves.
 
-    ``best``, ``best_epoch`` and ``saved_epochs`` (epochs saved by this run, counted from 1) are kept as attributes.
+    ``best``, ``best_epoch`` and ``saved_epochs`` (epochs saved by this object, counted from 1) are kept as
+    attributes.  Like ``keras.callbacks.ModelCheckpoint``, one object remembers its best value across ``model.fit``
+    calls (a run continued in several calls keeps its best model); use a new object for an unrelated run.
+    :meth:`get_state` / :meth:`set_state` carry the best value and epoch through a training-state backup
+    (:class:`ferkeras.training.ResumableBackup` saves and restores them), so a run killed and resumed from its
+    backup saves only when it beats the best epoch trained before the kill.
 
     Example::
 
@@ -74,9 +79,26 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.saved_epochs = []
         self._warned_missing = False
 
+    def get_state(self) -> dict:
+        """What a resumed run needs to keep its best model: ``{"monitor", "mode", "best", "epoch"}`` (``best`` and
+        ``epoch`` None before any save), JSON-serialisable."""
+        return {"monitor": self.monitor, "mode": self.mode, "best": self.best, "epoch": self.best_epoch}
+
+    def set_state(self, state: dict) -> None:
+        """Restores :meth:`get_state`'s best value and epoch; a state recorded for another ``monitor`` or ``mode``
+        is ignored with a warning (the first evaluated epoch then saves)."""
+        if state.get("monitor") != self.monitor or state.get("mode") != self.mode:
+            logger.warning("BestCheckpoint: the restored state is for %s/%s, not %s/%s; starting afresh",
+                           state.get("monitor"), state.get("mode"), self.monitor, self.mode)
+            return
+        best, epoch = state.get("best"), state.get("epoch")
+        self.best = None if best is None else float(best)
+        self.best_epoch = None if epoch is None else int(epoch)
+        if self.best is not None:
+            logger.info("BestCheckpoint: restored best %s = %g (epoch %d)", self.monitor, self.best, self.best_epoch)
+
     def on_train_begin(self, logs=None):
-        self.best, self.best_epoch, self.saved_epochs = None, None, []
-        if self.resume and os.path.exists(self.json_path):
+        if self.resume and self.best is None and os.path.exists(self.json_path):
             with open(self.json_path) as f:
                 record = json.load(f)
             if record.get("monitor") == self.monitor and record.get("mode") == self.mode and \

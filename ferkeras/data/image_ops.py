@@ -11,6 +11,11 @@ import tensorflow as tf
 
 MAX_INTERMEDIATE = 4
 """Largest intermediate crop side relative to the output before the antialiased resize; bounds the work per image."""
+MIN_FACE_SIZE = 16
+"""Smallest face, in source pixels, the pipelines, the shard writer and the exported serving signatures accept: the
+part of the face box inside the image (the whole image for a record without a box) must be at least this wide and
+this high.  Anything smaller (a 1 x 1 image, a box outside the image) would become a flat, featureless crop: the
+pipelines and the shard writer skip such records and count them, serving refuses such an image."""
 
 
 def decode_image(data):
@@ -36,6 +41,25 @@ def square_crop_box(box, height, width, margin: float):
     cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
     half = tf.maximum(box[2] - box[0], box[3] - box[1]) * (0.5 + m)
     return tf.stack([cx - half, cy - half, cx + half, cy + half])
+
+
+def visible_face_size(box, height, width):
+    """(width, height) in pixels of the part of ``box`` (x0, y0, x1, y1) inside a ``height`` x ``width`` image;
+    the whole image when ``box`` has a NaN or is empty ("no box", as in :func:`square_crop_box`).  0 when the box
+    lies outside the image."""
+    box = tf.cast(box, tf.float32)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    valid = tf.reduce_all(tf.math.is_finite(box)) & (box[2] > box[0]) & (box[3] > box[1])
+    box = tf.where(valid, box, tf.stack([0.0, 0.0, w, h]))
+    visible_w = tf.minimum(box[2], w) - tf.maximum(box[0], 0.0)
+    visible_h = tf.minimum(box[3], h) - tf.maximum(box[1], 0.0)
+    return tf.maximum(visible_w, 0.0), tf.maximum(visible_h, 0.0)
+
+
+def face_too_small(box, height, width, min_size: int = MIN_FACE_SIZE):
+    """Bool scalar: the visible face (:func:`visible_face_size`) is narrower or lower than ``min_size`` pixels."""
+    visible_w, visible_h = visible_face_size(box, height, width)
+    return tf.minimum(visible_w, visible_h) < float(min_size)
 
 
 def crop_and_resize_face(image, crop_box, size: int, landmarks=None):
@@ -69,4 +93,5 @@ def crop_and_resize_face(image, crop_box, size: int, landmarks=None):
     return out, (tf.cast(landmarks, tf.float32) - origin + 0.5) * (float(size) / side) - 0.5
 
 
-__all__ = ("MAX_INTERMEDIATE", "crop_and_resize_face", "decode_image", "square_crop_box")
+__all__ = ("MAX_INTERMEDIATE", "MIN_FACE_SIZE", "crop_and_resize_face", "decode_image", "face_too_small",
+           "square_crop_box", "visible_face_size")

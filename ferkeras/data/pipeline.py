@@ -11,8 +11,12 @@ cut a square face crop around the record's box widened by ``margin`` on each
 side (pixels outside the image are black; no box = the whole image, padded to
 a square), resize with antialiasing to ``image_size``.  Landmarks follow the
 same map.  An image that fails to decode (corrupt file that slipped past the
-reader) is dropped (TensorFlow logs each one; :meth:`PipelineStats.report`
-warns with the count) and counted in :class:`PipelineStats`; the epoch goes on.
+reader), and one whose face is smaller than :data:`MIN_FACE_SIZE` pixels
+(the part of the box inside the image; the whole image without a box), is
+dropped and counted in the :class:`PipelineStats` passed as ``stats``, with
+the first file names (:meth:`PipelineStats.report` logs them;
+:class:`ferkeras.callbacks.PipelineDropLogger` reports them every epoch); the
+epoch goes on.
 Then shuffle (seeded, reshuffled every epoch), batch, optional
 :class:`~ferkeras.augment.spatial.FaceAugment` on the batch, prefetch.  The image
 operations live in :mod:`ferkeras.data.image_ops`, the shared tail in
@@ -39,11 +43,12 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from ferkeras.data.elements import (AUTOTUNE, EXTRA_KEYS, PipelineStats, check_extras, finish_pipeline,
+from ferkeras.data.elements import (AUTOTUNE, EXTRA_KEYS, REJECT_KEY, PipelineStats, check_extras, finish_pipeline,
                                     make_element, shuffled)
-from ferkeras.data.image_ops import crop_and_resize_face, decode_image, square_crop_box
+from ferkeras.data.image_ops import MIN_FACE_SIZE, crop_and_resize_face, decode_image, face_too_small, square_crop_box
 from ferkeras.data.schema import MISSING_INT, NUM_LANDMARKS, FaceRecord, records_to_columns
 from ferkeras.data.tfrecord import tfrecord_dataset
+from ferkeras.face.defaults import FACE_MARGIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +67,7 @@ class SyntheticSpec:
 # ---------------------------------------------------------------------------------------------
 
 def from_records(records: Sequence[FaceRecord], *, image_size: int = 112, batch_size: int = 32,
-                 margin: float = 0.2, augment=None, shuffle: bool = False, seed: Optional[int] = None,
+                 margin: float = FACE_MARGIN, augment=None, shuffle: bool = False, seed: Optional[int] = None,
                  extras: Sequence[str] = (), deterministic: bool = True, drop_remainder: bool = False,
                  num_parallel_calls=AUTOTUNE, stats: Optional[PipelineStats] = None) -> tf.data.Dataset:
     """FaceRecords (paths and/or encoded bytes) -> batched pipeline; see the module doc for the element."""
@@ -84,10 +89,15 @@ def from_records(records: Sequence[FaceRecord], *, image_size: int = 112, batch_
         box = square_crop_box(r["box"], shape[0], shape[1], margin)
         face, landmarks = crop_and_resize_face(image, box, image_size,
                                                r["landmarks"] if "landmarks" in extras else None)
-        return make_element(face, landmarks, r, extras)
+        return dict(make_element(face, landmarks, r, extras),
+                    **{REJECT_KEY: face_too_small(r["box"], shape[0], shape[1])})
+
+    def name(r):
+        return tf.where(tf.strings.length(r["image_path"]) > 0, r["image_path"], "<encoded bytes>")
 
     return finish_pipeline(ds, load, batch_size=batch_size, augment=augment, deterministic=deterministic,
-                           drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, stats=stats)
+                           drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, stats=stats,
+                           name=name)
 
 
 def from_arrays(images, valence=None, arousal=None, expression=None, *, landmarks=None, identity=None,
@@ -155,7 +165,7 @@ Source = Union[Iterable[FaceRecord], str, os.PathLike, SyntheticSpec]
 
 
 def build_dataset(source: Source, *, image_size: int = 112, batch_size: int = 32, training: bool = False,
-                  augment=None, shuffle: Optional[bool] = None, seed: Optional[int] = None, margin: float = 0.2,
+                  augment=None, shuffle: Optional[bool] = None, seed: Optional[int] = None, margin: float = FACE_MARGIN,
                   extras: Sequence[str] = (), deterministic: bool = True, drop_remainder: bool = False,
                   num_parallel_calls=AUTOTUNE, stats: Optional[PipelineStats] = None,
                   shuffle_buffer: int = 4096) -> tf.data.Dataset:
@@ -174,7 +184,8 @@ def build_dataset(source: Source, *, image_size: int = 112, batch_size: int = 32
       extras: additional target keys to emit, from :data:`EXTRA_KEYS`.
       deterministic: keep element order, and seeded shuffling/augmentation reproducible; False lets
         tf.data hand out whichever element is ready first (a little faster).
-      stats: a :class:`PipelineStats` to count undecodable images (raw records and shards).
+      stats: a :class:`PipelineStats` counting the images dropped as undecodable or smaller than
+        :data:`MIN_FACE_SIZE`, with the first names (raw records and shards).
       shuffle_buffer: shuffle buffer of serialized examples for TFRecord sources.
     Returns:
       ``tf.data.Dataset`` of ``(images, targets)`` as described in the module doc.  Not repeated.
@@ -197,5 +208,6 @@ def build_dataset(source: Source, *, image_size: int = 112, batch_size: int = 32
     return from_records(records, margin=margin, stats=stats, **common)
 
 
-__all__ = ("AUTOTUNE", "EXTRA_KEYS", "PipelineStats", "SyntheticSpec", "build_dataset", "crop_and_resize_face",
-           "decode_image", "finish_pipeline", "from_arrays", "from_records", "from_synthetic", "square_crop_box")
+__all__ = ("AUTOTUNE", "EXTRA_KEYS", "MIN_FACE_SIZE", "PipelineStats", "SyntheticSpec", "build_dataset",
+           "crop_and_resize_face", "decode_image", "finish_pipeline", "from_arrays", "from_records", "from_synthetic",
+           "square_crop_box")

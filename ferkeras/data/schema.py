@@ -141,6 +141,12 @@ class SkipCounter:
     def report(self) -> None:
         logger.info(self.summary())
 
+    def as_dict(self) -> dict:
+        """``{"read", "skipped", "skipped_by_reason", "first_skipped"}``: the counts for a result.json."""
+        return {"read": int(self.read), "skipped": self.skipped,
+                "skipped_by_reason": {k: int(v) for k, v in sorted(self.counts.items())},
+                "first_skipped": dict(sorted(self.examples.items()))}
+
 
 def records_to_columns(records: Iterable[FaceRecord]) -> Dict[str, np.ndarray]:
     """Stacks records into column arrays (the form tf.data.Dataset.from_tensor_slices takes)."""

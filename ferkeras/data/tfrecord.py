@@ -21,7 +21,8 @@ exists, so an interrupted preparation resumes where it stopped.  Worker
 processes (forked from a clean ``forkserver`` that imported this module once)
 create their OpenCV/dlib objects lazily.  The summary
 (records written, skips per reason - reader skips, undecodable images, no face
-found) goes to ``summary.json`` next to the shards, with the class list.
+found, face smaller than :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE` pixels, with the first
+file of each reason) goes to ``summary.json`` next to the shards, with the class list.
 
 :func:`tfrecord_dataset` reads shards into exactly the element
 :mod:`ferkeras.data.pipeline` produces from raw files (:mod:`ferkeras.data.elements`).
@@ -42,8 +43,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ferkeras.data.elements import AUTOTUNE, PipelineStats, check_extras, finish_pipeline, make_element, shuffled
+from ferkeras.data.elements import (AUTOTUNE, FACE_TOO_SMALL, REJECT_KEY, PipelineStats, check_extras,
+                                    finish_pipeline, make_element, shuffled)
+from ferkeras.data.image_ops import MIN_FACE_SIZE
 from ferkeras.data.schema import NUM_LANDMARKS, FaceRecord
+from ferkeras.face.defaults import FACE_MARGIN
 
 logger = logging.getLogger("ferkeras.data.tfrecord")
 
@@ -53,7 +57,8 @@ PLAN_FILE = "plan.json"
 SUMMARY_FILE = "summary.json"
 LANDMARK_MODES = ("keep", "dlib", "none")
 
-# Skip reasons added by preparation (reader skips keep the reader's own reasons).
+# Skip reasons added by preparation (reader skips keep the reader's own reasons); FACE_TOO_SMALL (a face whose part
+# inside the image is smaller than MIN_FACE_SIZE pixels) is the pipelines' reason too.
 UNDECODABLE_IMAGE = "undecodable image"
 NO_FACE_FOUND = "no face found"
 
@@ -122,7 +127,7 @@ class CropSettings:
     """How :func:`prepare` turns a record into a stored crop."""
 
     crop_size: int = 256
-    margin: float = 0.2
+    margin: float = FACE_MARGIN
     quality: int = 95
     landmarks: str = "keep"
     detect: bool = False
@@ -172,6 +177,16 @@ def _load_rgb(record: FaceRecord) -> Optional[np.ndarray]:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def visible_face_side(box, height: int, width: int) -> float:
+    """The shorter side, in pixels, of the part of ``box`` inside a ``height`` x ``width`` image (the whole image
+    for ``box`` None); 0 for a box outside the image.  NumPy twin of :func:`ferkeras.data.image_ops.visible_face_size`
+    for the shard writer."""
+    if box is None:
+        return float(min(height, width))
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box).reshape(4))
+    return max(0.0, min(min(x1, width) - max(x0, 0.0), min(y1, height) - max(y0, 0.0)))
+
+
 def encode_record(record: FaceRecord, settings: CropSettings, tools: _FaceTools,
                   classes: Sequence[str]) -> Tuple[Optional[tf.train.Example], Optional[str]]:
     """One record -> (Example, None), or (None, skip reason)."""
@@ -192,6 +207,8 @@ def encode_record(record: FaceRecord, settings: CropSettings, tools: _FaceTools,
             return None, NO_FACE_FOUND
         box = boxes[0]
     has_box = bool(np.all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1])
+    if visible_face_side(box if has_box else None, h, w) < MIN_FACE_SIZE:
+        return None, FACE_TOO_SMALL
     if settings.landmarks == "dlib" and not np.all(np.isfinite(landmarks)):
         landmarks = tools.landmark_detector()(image, box if has_box else [0, 0, w, h])[0]
     # No box: the whole image, centred in a square (never stretched).
@@ -330,11 +347,15 @@ def prepare(records: Iterable[FaceRecord], out_dir: str, *, num_shards: int = 16
     bar.close()
 
     skipped: Dict[str, int] = collections.Counter(reader_skips or {})
-    for r in results:
+    first_skipped: Dict[str, str] = {}
+    for r in sorted(results, key=lambda r: r["shard"]):
         skipped.update(r["skipped"])
+        for reason, path in r.get("first_skipped", {}).items():
+            first_skipped.setdefault(reason, path)
     summary = {"dataset": dataset, "split": split, "classes": list(classes), "num_shards": num_shards,
                "records_in": len(records), "records_written": int(sum(r["written"] for r in results)),
                "skipped": dict(sorted(skipped.items())), "skipped_total": int(sum(skipped.values())),
+               "first_skipped": dict(sorted(first_skipped.items())),
                "settings": dataclasses.asdict(settings),
                "shards": sorted(({"path": r["path"], "written": r["written"]} for r in results),
                                 key=lambda r: r["path"])}
@@ -362,13 +383,28 @@ def read_summary(source: str) -> Dict:
 # ---------------------------------------------------------------------------------------------
 
 def shard_files(source: str) -> List[str]:
-    """The shard files of a folder (``*.tfrecord``) or a glob pattern, sorted; an error if there are none."""
+    """The shard files of a folder (``*.tfrecord``) or a glob pattern, sorted; an error if there are none.  A list
+    of files is returned as given (e.g. one worker's files, :func:`ferkeras.data.splits.worker_shard_files`)."""
+    if isinstance(source, (list, tuple)):
+        return [os.fspath(f) for f in source]
     source = os.fspath(source)
     pattern = os.path.join(source, "*" + SHARD_SUFFIX) if os.path.isdir(source) else source
     files = sorted(glob.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no TFRecord shards match {pattern!r}")
     return files
+
+
+def stored_face_too_small(crop_box, source_box, crop_side):
+    """Bool scalar: a stored face was smaller than :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE` pixels of its
+    source image (its box, or the whole image for a record without a box, scaled back by the cut square
+    ``source_box``).  :func:`prepare` writes no such record; shards written before it checked may hold some."""
+    crop_box, source_box = tf.cast(crop_box, tf.float32), tf.cast(source_box, tf.float32)
+    source_side = source_box[2] - source_box[0]
+    scale = source_side / tf.maximum(tf.cast(crop_side, tf.float32), 1.0)
+    valid = tf.reduce_all(tf.math.is_finite(crop_box)) & (crop_box[2] > crop_box[0]) & (crop_box[3] > crop_box[1])
+    face = tf.where(valid, tf.minimum(crop_box[2] - crop_box[0], crop_box[3] - crop_box[1]) * scale, source_side)
+    return face < float(MIN_FACE_SIZE)
 
 
 def tfrecord_dataset(source: str, *, image_size: int = 112, batch_size: int = 32, augment=None,
@@ -379,36 +415,49 @@ def tfrecord_dataset(source: str, *, image_size: int = 112, batch_size: int = 32
     """Shards (folder or glob) -> the element of :mod:`ferkeras.data.pipeline` (crop resized to ``image_size``).
 
     Shuffling shuffles the shard order, interleaves up to 8 shards and shuffles examples in a
-    ``shuffle_buffer``; without shuffling, examples come in the order they were prepared.
+    ``shuffle_buffer``; without shuffling, examples come in the order they were prepared.  ``stats`` counts the
+    records dropped (undecodable, or a face below :data:`~ferkeras.data.image_ops.MIN_FACE_SIZE` written by an
+    older preparation), naming each as ``<shard file>#<record number in the shard>``.
     """
     files = shard_files(source)
     extras = check_extras(extras)
+
+    def numbered(file):
+        # (shard file, record number, serialized Example): a dropped record is named "<shard>#<number>" without
+        # parsing it (a corrupt record cannot be parsed; a good one need not be, for every record, to be named).
+        return tf.data.TFRecordDataset(file).enumerate().map(lambda number, record: (file, number, record))
+
     if shuffle:
         ds = shuffled(tf.data.Dataset.from_tensor_slices(files), len(files), shuffle, seed)
         cycle = min(len(files), 8)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=cycle,
-                           deterministic=deterministic)
+        ds = ds.interleave(numbered, cycle_length=cycle, num_parallel_calls=cycle, deterministic=deterministic)
         ds = shuffled(ds, shuffle_buffer, shuffle, None if seed is None else seed + 1)
     else:
         # Unshuffled (evaluation): the records' original order, shard after shard; decoding is still parallel.
-        ds = tf.data.TFRecordDataset(files)
+        ds = tf.data.Dataset.from_tensor_slices(files).flat_map(numbered)
 
-    def load(serialized):
+    def load(file, number, serialized):
         f = parse_example(serialized)
         image = tf.io.decode_jpeg(f["image/encoded"], channels=3)
         side = tf.cast(tf.shape(image)[0], tf.float32)
-        image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size], antialias=True)
+        resized = tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size], antialias=True)
         # tf.image.resize uses half-pixel centres: o = (p + 0.5) * S / side - 0.5.
         landmarks = (f["face/landmarks"] + 0.5) * (float(image_size) / side) - 0.5
         fields = {"valence": f["label/valence"], "arousal": f["label/arousal"], "expression": f["label/expression"],
                   "identity": f["meta/identity"], "video": f["meta/video"], "frame": f["meta/frame"],
                   "timestamp": f["meta/timestamp"], "dataset": f["meta/dataset"]}
-        return make_element(tf.clip_by_value(image, 0.0, 1.0), landmarks, fields, extras)
+        return dict(make_element(tf.clip_by_value(resized, 0.0, 1.0), landmarks, fields, extras),
+                    **{REJECT_KEY: stored_face_too_small(f["face/box"], f["face/source_box"], side)})
+
+    def name(element):
+        file, number, _ = element
+        return tf.strings.join([file, tf.strings.as_string(number)], separator="#")
 
     return finish_pipeline(ds, load, batch_size=batch_size, augment=augment, deterministic=deterministic,
-                           drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, stats=stats)
+                           drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, stats=stats,
+                           name=name)
 
 
-__all__ = ("CropSettings", "FEATURES", "LANDMARK_MODES", "NO_FACE_FOUND", "UNDECODABLE_IMAGE", "encode_record",
-           "make_example", "parse_example", "prepare", "read_summary", "shard_files", "shard_path",
-           "tfrecord_dataset", "write_shards")
+__all__ = ("FACE_TOO_SMALL", "CropSettings", "FEATURES", "LANDMARK_MODES", "NO_FACE_FOUND", "UNDECODABLE_IMAGE",
+           "encode_record", "make_example", "parse_example", "prepare", "read_summary", "shard_files", "shard_path",
+           "stored_face_too_small", "tfrecord_dataset", "visible_face_side", "write_shards")

@@ -97,6 +97,7 @@ import tensorflow as tf
 from ferkeras.data.elements import AUTOTUNE, PipelineStats, counted_map
 from ferkeras.data.image_ops import crop_and_resize_face, decode_image, square_crop_box
 from ferkeras.data.schema import MISSING_INT, NUM_LANDMARKS, FaceRecord, SkipCounter
+from ferkeras.face.defaults import FACE_MARGIN
 
 logger = logging.getLogger("ferkeras.data.video_views")
 
@@ -959,7 +960,7 @@ class ViewSampler:
         p = self.plan(int(key))
         return p["anchor"], p["positive"], p["hard_negatives"], p["others"]
 
-    def elements(self, *, image_size: int = 112, margin: float = 0.2, epochs: Optional[int] = 1,
+    def elements(self, *, image_size: int = 112, margin: float = FACE_MARGIN, epochs: Optional[int] = 1,
                  first_epoch: int = 0, deterministic: bool = True, num_parallel_calls=AUTOTUNE,
                  stats: Optional[PipelineStats] = None, metadata: bool = True) -> tf.data.Dataset:
         """Unbatched view elements of ``epochs`` epochs, in the plans' order.

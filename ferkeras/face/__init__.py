@@ -1,7 +1,8 @@
 """ferkeras.face: face detection, dlib's 68 landmarks, alignment and crops, IoU tracking, video frames.
 
 Images are uint8 RGB (H, W, 3) or grayscale (H, W); boxes float32 x0, y0, x1, y1
-(x1, y1 exclusive); landmarks float32 (68, 2) in dlib's order.  See
+(x1, y1 exclusive); landmarks float32 (68, 2) in dlib's order.  The defaults (detector, upsampling,
+crop margins) live in :mod:`ferkeras.face.defaults`, with the measurements behind them.  See
 :mod:`ferkeras.face.detection` for how the dlib objects are built lazily so the
 tools work in threads and multiprocessing workers.
 """
@@ -21,6 +22,7 @@ from ferkeras.face.align import (
     template_points,
     transform_points,
 )
+from ferkeras.face.defaults import ALIGN_MARGIN, DETECTOR_METHOD, DETECTOR_UPSAMPLE, FACE_MARGIN
 from ferkeras.face.detection import (
     Detections,
     FaceDetector,
@@ -35,6 +37,7 @@ from ferkeras.face.tracking import IoUTracker, TrackedFrame, box_iou, track_vide
 from ferkeras.face.video import Frame, VideoInfo, iter_frames, video_info
 
 __all__ = [
+    "ALIGN_MARGIN", "DETECTOR_METHOD", "DETECTOR_UPSAMPLE", "FACE_MARGIN",
     "AlignedFace", "Detections", "FaceDetector", "Frame", "IoUTracker", "LandmarkDetector", "TrackedFrame",
     "VideoInfo", "align_face", "as_image", "box_iou", "crop_eyes", "crop_face", "crop_mouth", "crop_square",
     "detect_faces", "detect_landmarks", "draw_faces", "eye_centers", "find_model_file", "iter_frames",

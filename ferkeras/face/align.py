@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ferkeras.data.schema import NUM_LANDMARKS
+from ferkeras.face.defaults import ALIGN_MARGIN, FACE_MARGIN
 from ferkeras.face.detection import as_image
 
 # dlib 68-point groups.
@@ -126,7 +127,7 @@ def align_face(
     image: np.ndarray,
     landmarks,
     size: int = 112,
-    margin: float = 0.1,
+    margin: float = ALIGN_MARGIN,
     points: str = "eyes_mouth",
     border: str = "constant",
 ) -> AlignedFace:
@@ -136,7 +137,11 @@ def align_face(
       image: uint8 RGB (H, W, 3) or grayscale (H, W).
       landmarks: dlib's 68 points (68, 2) in ``image``.
       size: side of the square output.
-      margin: extra view around the canonical face, as a fraction of it on each side.
+      margin: extra view around the canonical face, as a fraction of it on each side; the default
+        :data:`ferkeras.face.defaults.ALIGN_MARGIN` (0.25) keeps forehead and chin (0.1 cut the chin and
+        lost a third-party FER model one posed photo in four: see :mod:`ferkeras.face.defaults`).  The
+        training pipelines and video inference do not align: they cut the square around the detector box
+        (:func:`crop_face` with :data:`~ferkeras.face.defaults.FACE_MARGIN`).
       points: ``"eyes"``: the two eye centres go exactly to their template positions;
         ``"eyes_mouth"``: least-squares fit of the eye centres and the mouth-corner
         midpoint (steadier scale when the head tilts forward or back).
@@ -217,10 +222,11 @@ def crop_square(image: np.ndarray, box, size: Optional[int] = None, border_value
     return out, transform
 
 
-def crop_face(image: np.ndarray, box, margin: float = 0.2, size: Optional[int] = None) -> np.ndarray:
+def crop_face(image: np.ndarray, box, margin: float = FACE_MARGIN, size: Optional[int] = None) -> np.ndarray:
     """A square crop around a face box, widened by ``margin`` of the box's longer side on each side.
 
-    Parts outside the image are black.  ``size`` resizes the crop (None keeps it).
+    The default :data:`ferkeras.face.defaults.FACE_MARGIN` is the crop of the training pipelines and of
+    inference.  Parts outside the image are black.  ``size`` resizes the crop (None keeps it).
     """
     return crop_square(image, square_box(box, margin), size)[0]
 

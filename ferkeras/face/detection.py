@@ -33,6 +33,7 @@ import numpy as np
 
 from ferkeras.data.schema import NUM_LANDMARKS
 from ferkeras.face import models
+from ferkeras.face.defaults import DETECTOR_METHOD, DETECTOR_UPSAMPLE
 
 logger = logging.getLogger("ferkeras.face")
 
@@ -113,13 +114,23 @@ def _per_thread(key: tuple, factory: Callable[[], object]):
 class FaceDetector:
     """Finds faces with dlib HOG, dlib CNN (MMOD) or an OpenCV Haar cascade.
 
+    The defaults (HOG, no upsampling) are :data:`ferkeras.face.defaults.DETECTOR_METHOD` and
+    :data:`~ferkeras.face.defaults.DETECTOR_UPSAMPLE`, which every tool uses; the measurement behind them is in
+    :mod:`ferkeras.face.defaults`.
+
     Args:
-      method: ``"hog"`` (dlib's frontal HOG + linear SVM), ``"cnn"`` (dlib's MMOD
-        CNN from face-recognition-models: finds profile and small faces HOG
-        misses, but is ~50x slower on a CPU), ``"haar"`` (OpenCV's frontal-face
-        cascade), or ``"auto"``: HOG, then Haar when HOG finds nothing.
+      method: ``"hog"`` (dlib's frontal HOG + linear SVM, the default), ``"cnn"`` (dlib's MMOD
+        CNN from face-recognition-models: finds profile and small faces HOG misses, but costs one to two
+        orders of magnitude more time on a CPU and gigabytes of memory with upsampling.  Measured on 2 CPU
+        cores, per group photo of 3-6 people: about 11 s at upsample 0, and 67 s with 9 GB of memory at
+        upsample 1; in a second measurement on such a machine under heavy load, at upsample 0: 30 s for a
+        572x562 photo, 42 s for a 1000x667 one and 67 s with a peak of 1.6 GB for a 1524x1036 one, against
+        0.4 s and 0.6 s for HOG on the first and the last in the same run), ``"haar"`` (OpenCV's cascade),
+        or ``"auto"``: HOG, then Haar when HOG finds nothing (Haar fires on clothes and background more
+        often: see :mod:`ferkeras.face.defaults`).
       upsample: how many times the image is doubled in size before detection
-        (each doubling finds faces half as small and costs ~4x the time).
+        (each doubling finds faces half as small and costs ~4x the time: 4.1x for HOG on the photos of
+        :mod:`ferkeras.face.defaults`, where it found no extra face).
       threshold: HOG: dlib's ``adjust_threshold`` on the SVM score (negative finds
         more, less certain faces); CNN: minimum confidence; Haar: minimum
         cascade level weight.  Scores of the three methods are not comparable.
@@ -134,8 +145,8 @@ class FaceDetector:
 
     def __init__(
         self,
-        method: str = "auto",
-        upsample: int = 1,
+        method: str = DETECTOR_METHOD,
+        upsample: int = DETECTOR_UPSAMPLE,
         threshold: float = 0.0,
         sort_by: str = "size",
         min_size: float = 0.0,
@@ -314,7 +325,7 @@ def detect_faces(
 ) -> List[Tuple[np.ndarray, np.ndarray]]:
     """Detects faces and their landmarks: a list of ``(box (4,), landmarks (68, 2))``, largest face first.
 
-    Defaults: ``FaceDetector("auto")`` (HOG, Haar fallback, one upsampling) and
+    Defaults: ``FaceDetector()`` (:mod:`ferkeras.face.defaults`: HOG, no upsampling) and
     the 68-point predictor of face-recognition-models.
     """
     detector = detector or _default("detector")

@@ -133,7 +133,7 @@ def track_video(
     Args:
       frames: uint8 RGB images, or :class:`ferkeras.face.video.Frame` items (whose
         index and timestamp are passed on), e.g. from :func:`ferkeras.face.video.iter_frames`.
-      detector: a :class:`FaceDetector`; ``FaceDetector("auto")`` when None.
+      detector: a :class:`FaceDetector`; ``FaceDetector()`` (:mod:`ferkeras.face.defaults`) when None.
       tracker: an :class:`IoUTracker`; a new default one when None.
     """
     detector = detector or FaceDetector()

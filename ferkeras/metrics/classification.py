@@ -102,7 +102,11 @@ class ConfusionMatrix(_ConfusionMetric):
 
 @keras.saving.register_keras_serializable(package="ferkeras")
 class OverallAccuracy(_ConfusionMetric):
-    """Fraction of labelled samples classified correctly (NaN with no labelled sample)."""
+    """Fraction of labelled samples classified correctly (NaN with no labelled sample).
+
+    Its name ``accuracy`` is overall accuracy's one name in ferkeras: ``expression_accuracy`` in result.json and
+    ``{prefix}accuracy`` in the logs of :class:`ferkeras.callbacks.ExpressionEvaluation` and ``LinearProbe``.
+    """
 
     base_name = "accuracy"
 

@@ -93,8 +93,17 @@ def resnet18(input_shape=(224, 224, 3), pooling: Optional[str] = None, width: in
     ``width`` < 64 gives a thinner network for CPU-sized experiments; the
     default has 11,176,512 trainable parameters (torchvision's ``resnet18``
     without its ``fc``).  Pixels in [0, 1] are mapped to [-1, 1] inside.
+
+    Keep ``width >= 16`` for training on AVX-512 CPUs: below it the first
+    downsampling shortcut (1x1, stride 2) reads fewer than 16 channels, and
+    TensorFlow 2.20 / 2.21's oneDNN kernels abort the process in that conv's
+    filter gradient whenever the batch is odd (a batch of 1, 3, a last partial
+    batch).  The network itself is unchanged; ferkeras's defaults and
+    ``--smoke`` settings use width >= 16, and
+    ``TF_ENABLE_ONEDNN_OPTS=0`` (or ``ONEDNN_MAX_CPU_ISA=AVX2``) lifts the
+    limit (README, "Troubleshooting").
     """
-    shape = _check_input_shape(input_shape, 32, name)
+    shape = _check_input_shape(input_shape, min_input_size("resnet18"), name)
     _check_pooling(pooling, name)
     if int(width) < 1:
         raise ValueError(f"{name}: width must be a positive channel count, got {width!r}")
@@ -111,6 +120,15 @@ def resnet18(input_shape=(224, 224, 3), pooling: Optional[str] = None, width: in
             stride = 2 if (stage > 1 and block == 0) else 1
             x = _basic_block(x, int(width) * channels // 64, stride, name=f"stage{stage}_block{block + 1}")
     return _finish(inputs, x, pooling, name)
+
+
+def min_input_size(name: str) -> int:
+    """The smallest square input side backbone ``name`` (one of :data:`BACKBONES`) accepts: 32 for the ResNets and
+    EfficientNet-B2 (their feature map is 1/32 of the input), 63 for :func:`alexnet` (the smallest side at which
+    its last max-pool still has an output).  The builders refuse smaller inputs with a ValueError."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+    return _alexnet_min_size() if name == "alexnet" else 32
 
 
 def _alexnet_min_size() -> int:
@@ -141,7 +159,7 @@ def alexnet(input_shape=(224, 224, 3), pooling: Optional[str] = None, name: str 
     A 224 input gives a 6x6x256 map (the 9216 values AVCE's compressor reads).
     Pixels in [0, 1] are mapped to [-1, 1] inside.
     """
-    shape = _check_input_shape(input_shape, _alexnet_min_size(), name)
+    shape = _check_input_shape(input_shape, min_input_size("alexnet"), name)
     _check_pooling(pooling, name)
     inputs = keras.Input(shape, name="image")
     x = layers.Rescaling(2.0, offset=-1.0, name="rescale")(inputs)
@@ -164,7 +182,7 @@ def resnet50(input_shape=(224, 224, 3), pooling: Optional[str] = None, weights: 
     ``weights``: ``None`` (random init, the SSL-FER setting), ``"imagenet"``
     (downloads Keras' weights) or a path to a weights file.
     """
-    shape = _check_input_shape(input_shape, 32, name)
+    shape = _check_input_shape(input_shape, min_input_size("resnet50"), name)
     _check_pooling(pooling, name)
     inputs = keras.Input(shape, name="image")
     x = CaffePreprocessing(name="caffe_preprocessing")(inputs)
@@ -179,7 +197,7 @@ def efficientnetb2(input_shape=(260, 260, 3), pooling: Optional[str] = None, wei
 
     ``weights``: ``None`` (random init), ``"imagenet"`` or a path to a weights file.
     """
-    shape = _check_input_shape(input_shape, 32, name)
+    shape = _check_input_shape(input_shape, min_input_size("efficientnetb2"), name)
     _check_pooling(pooling, name)
     inputs = keras.Input(shape, name="image")
     x = layers.Rescaling(255.0, name="to_255")(inputs)

@@ -227,6 +227,8 @@ class ContrastivePretrainer(keras.Model):
             # One all_gather per tensor: the gradient of a multi-tensor all_gather packs the tensors' gradients
             # into one (TF 2.21), which fails for tensors of different ranks ((B, D) and (B, K, D)).
             out = context.all_gather(tf.cast(value, tf.int32) if is_bool else value, axis=0)
+            # MultiWorkerMirroredStrategy's all_gather loses the static shape; the objectives need (B, K, D)'s K.
+            out = tf.ensure_shape(out, [None] + value.shape.as_list()[1:])
             gathered[key] = tf.cast(out, tf.bool) if is_bool else out
         return gathered
 

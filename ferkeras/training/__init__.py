@@ -1,6 +1,7 @@
 """Run directories and the fit / evaluate steps every ferkeras experiment binary shares.
 
-* :mod:`ferkeras.training.strategy`: :func:`get_strategy` (default, mirrored, multi-worker) and
+* :mod:`ferkeras.training.strategy`: :func:`get_strategy` (default, mirrored, multi-worker; call it before any
+  TensorFlow op), :func:`strategy_info` (workers and replicas, for result.json) and
   :func:`build_for_strategy` (creates every variable before ``fit``; the Keras work-arounds under tf.distribute);
 * :mod:`ferkeras.training.rundir`: :class:`RunDir`, the run directory and the only owner of its layout (flags,
   logs, checkpoints, backup, result.json, class names);
@@ -14,8 +15,10 @@ Every name is importable from ``ferkeras.training`` itself (``from ferkeras impo
 
 from ferkeras.training.evaluation import affect_scores, collect_predictions, evaluate_and_report, jsonable
 from ferkeras.training.fit import ResumableBackup, fit
-from ferkeras.training.rundir import RunDir
-from ferkeras.training.strategy import STRATEGIES, build_for_strategy, get_strategy
+from ferkeras.training.rundir import RunComplete, RunDir
+from ferkeras.training.strategy import (STRATEGIES, StrategyTooLateError, build_for_strategy, configure_cpu_replicas,
+                                       get_strategy, strategy_info)
 
-__all__ = ["RunDir", "ResumableBackup", "STRATEGIES", "affect_scores", "build_for_strategy", "collect_predictions",
-           "evaluate_and_report", "fit", "get_strategy", "jsonable"]
+__all__ = ["RunComplete", "RunDir", "ResumableBackup", "STRATEGIES", "StrategyTooLateError", "affect_scores", "build_for_strategy",
+           "collect_predictions", "configure_cpu_replicas", "evaluate_and_report", "fit", "get_strategy", "jsonable",
+           "strategy_info"]

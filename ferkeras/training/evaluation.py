@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+from ferkeras.data.schema import MISSING_INT
 from ferkeras.metrics import numpy_ref
 from ferkeras.viz import plots
 
@@ -35,6 +36,49 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def class_names_to_ids(labels, class_names: Optional[Sequence[str]], owner: str = "labels") -> np.ndarray:
+    """Expression labels given as class names -> int64 class ids; any other labels are returned unchanged.
+
+    Labels that are ``str`` or ``bytes`` (a ``tf.string`` tensor gives ``bytes``, e.g. ``b"surprise"``) are looked
+    up in ``class_names`` (exactly, else ignoring case and surrounding spaces); an empty name means "no label"
+    (:data:`~ferkeras.data.schema.MISSING_INT`, -1).  Raises ValueError naming the first unknown names and the
+    class names, or when names are given without ``class_names``.
+    """
+    array = np.asarray(labels)
+    if array.dtype.kind not in "SUO" or array.size == 0:
+        return array
+    flat = array.reshape(-1)
+    if array.dtype.kind == "O" and not all(isinstance(v, (str, bytes)) for v in flat):
+        return array  # e.g. Python ints in an object array: numbers, not names
+    names = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+    if not class_names:
+        raise ValueError(f"{owner}: the labels are class names ({names[:3]} ...) but no class_names were given to "
+                         f"map them to the model's classes")
+    class_names = [str(c) for c in class_names]
+    exact = {c: i for i, c in enumerate(class_names)}
+    folded: Dict[str, int] = {}
+    for i, c in enumerate(class_names):
+        folded.setdefault(c.strip().lower(), i)
+    ids = np.empty(len(names), np.int64)
+    unknown = []
+    for j, name in enumerate(names):
+        key = name.strip()
+        if not key:
+            ids[j] = MISSING_INT
+        elif name in exact:
+            ids[j] = exact[name]
+        elif key.lower() in folded:
+            ids[j] = folded[key.lower()]
+        else:
+            ids[j] = MISSING_INT
+            if name not in unknown:
+                unknown.append(name)
+    if unknown:
+        raise ValueError(f"{owner}: {len(unknown)} label name(s) not among class_names {class_names}: first "
+                         f"{unknown[:5]}; pass the class names of the labels, in the order of the model's scores")
+    return ids.reshape(array.shape)
+
+
 def collect_predictions(model: keras.Model, dataset: Iterable, steps: Optional[int] = None
                         ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """Runs ``model`` over ``(inputs, labels)`` batches of ``dataset`` once; returns ``(labels, predictions)``.
@@ -46,10 +90,13 @@ def collect_predictions(model: keras.Model, dataset: Iterable, steps: Optional[i
     """
     labels: Dict[str, list] = {}
     preds: Dict[str, list] = {}
+    replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
     for step, (x, y) in enumerate(dataset):
         if steps is not None and step >= steps:
             break
-        out = model.predict_on_batch(x)
+        # Under a strategy of several replicas predict_on_batch hands every replica the whole batch and
+        # concatenates their outputs (N copies); the model's weights are the same on every replica, so call it.
+        out = model(x, training=False) if replicas > 1 else model.predict_on_batch(x)
         if not isinstance(out, Mapping):
             out = {model.output_names[0]: out}
         for key, value in out.items():
@@ -62,7 +109,7 @@ def collect_predictions(model: keras.Model, dataset: Iterable, steps: Optional[i
 
 
 def affect_scores(labels: Mapping[str, np.ndarray], preds: Mapping[str, np.ndarray],
-                  num_classes: Optional[int] = None) -> Dict[str, Any]:
+                  num_classes: Optional[int] = None, class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Whole-set metrics from the NumPy references of :mod:`ferkeras.metrics.numpy_ref`.
 
     For a ``"va"`` prediction: ``{valence,arousal,mean}_{rmse,sagr,pcc,ccc}``
@@ -70,7 +117,8 @@ def affect_scores(labels: Mapping[str, np.ndarray], preds: Mapping[str, np.ndarr
     an ``"expression"`` prediction (logits): ``expression_{accuracy,
     average_accuracy, macro_f1}``, ``expression_count`` and the confusion
     matrix (rows true, columns predicted).  Unlabelled entries (NaN VA, -1
-    class) are left out; a set without labels gives NaN (null in JSON).
+    class) are left out; a set without labels gives NaN (null in JSON).  Expression labels may be class
+    names (``str`` / ``bytes``), mapped through ``class_names`` (:func:`class_names_to_ids`).
     """
     scores: Dict[str, Any] = {}
     if "va" in preds and "va" in labels:
@@ -83,8 +131,8 @@ def affect_scores(labels: Mapping[str, np.ndarray], preds: Mapping[str, np.ndarr
         scores["va_count"] = int(np.all(np.isfinite(y_true), axis=1).sum())
     if "expression" in preds and "expression" in labels:
         logits = np.asarray(preds["expression"])
-        y_true = np.asarray(labels["expression"]).reshape(-1)
-        classes = num_classes or logits.shape[-1]
+        y_true = class_names_to_ids(labels["expression"], class_names, "expression labels").reshape(-1)
+        classes = num_classes or (len(class_names) if class_names else logits.shape[-1])
         m = numpy_ref.confusion_matrix(y_true, logits, classes)
         scores["expression_accuracy"] = numpy_ref.accuracy_from_confusion(m)
         scores["expression_average_accuracy"] = numpy_ref.average_accuracy_from_confusion(m)
@@ -107,7 +155,8 @@ def evaluate_and_report(model: keras.Model, dataset, run_dir, extra: Optional[Ma
     """
     keras_scores = model.evaluate(dataset, return_dict=True, verbose=0)
     labels, preds = collect_predictions(model, dataset)
-    scores = affect_scores(labels, preds, num_classes=len(class_names) if class_names else None)
+    scores = affect_scores(labels, preds, num_classes=len(class_names) if class_names else None,
+                           class_names=class_names)
     result: Dict[str, Any] = {"metrics": scores, "keras_metrics": {k: float(v) for k, v in keras_scores.items()},
                               "figures": {}}
     if class_names:
@@ -125,4 +174,4 @@ def evaluate_and_report(model: keras.Model, dataset, run_dir, extra: Optional[Ma
     return result
 
 
-__all__ = ("affect_scores", "collect_predictions", "evaluate_and_report", "jsonable")
+__all__ = ("affect_scores", "class_names_to_ids", "collect_predictions", "evaluate_and_report", "jsonable")

@@ -15,6 +15,33 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
+_TOO_LATE = ("the {what} must be set up before TensorFlow runs its first operation, and this process has already run "
+             "some (data loading, synthetic rendering, model building or any tensor op). Call "
+             "ferkeras.training.get_strategy(...) first thing in your script, before building any dataset or model "
+             "(the experiment binaries do). TensorFlow said: {error}")
+
+
+class StrategyTooLateError(RuntimeError):
+    """:func:`get_strategy` (or :func:`configure_cpu_replicas`) was called after TensorFlow had already initialised
+    its runtime: ``MultiWorkerMirroredStrategy`` and logical CPU devices must be configured at program start."""
+
+
+def configure_cpu_replicas(n: int) -> None:
+    """Splits the (first) physical CPU into ``n`` logical devices, so ``MirroredStrategy`` has ``n`` replicas on a
+    machine without GPUs (useful to test data-parallel training on a laptop; the replicas share the same cores, so
+    it is not faster).  Must run before TensorFlow initialises: :class:`StrategyTooLateError` otherwise."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"cpu_replicas must be an int >= 1, got {n!r}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError as e:
+        raise StrategyTooLateError(_TOO_LATE.format(what=f"split of the CPU into {n} logical devices "
+                                                         f"(cpu_replicas={n})", error=e)) from e
+
 
 def _local_devices(devices: Optional[Sequence[str]]) -> list:
     """``devices`` as given, else every local GPU, else every logical CPU device (one replica each)."""
@@ -25,19 +52,32 @@ def _local_devices(devices: Optional[Sequence[str]]) -> list:
 
 
 def get_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
-                 cross_device_ops: Optional[tf.distribute.CrossDeviceOps] = None) -> tf.distribute.Strategy:
+                 cross_device_ops: Optional[tf.distribute.CrossDeviceOps] = None,
+                 cpu_replicas: Optional[int] = None) -> tf.distribute.Strategy:
     """The tf.distribute strategy called ``name`` (the binaries' ``--strategy`` flag).
+
+    **Call it first**, before anything runs a TensorFlow op (reading or rendering data, building a model, even
+    ``tf.constant``): ``MultiWorkerMirroredStrategy`` must configure the collective ops and ``cpu_replicas`` the
+    logical devices at program start.  Called too late, it raises :class:`StrategyTooLateError` naming the cause
+    (TensorFlow's own message is "Collective ops must be configured at program startup").  A user script::
+
+        from ferkeras import training
+        strategy = training.get_strategy("multi_worker")      # first
+        data = ...                                             # then the data
+        with strategy.scope():
+            model = ...                                        # and the model
 
     * ``"default"``: one device;
     * ``"mirrored"``: ``MirroredStrategy`` over ``devices`` (default: every local GPU, else every logical CPU
-      device; split a CPU into several with ``tf.config.set_logical_device_configuration`` before TensorFlow
-      initialises).  Without GPUs the gradients are reduced with ``ReductionToOneDevice`` (tested here on two
-      logical CPU devices): TensorFlow's default all-reduce targets NCCL, and a collective all-reduce between
-      logical CPU devices has been seen to fail with "Shape mismatch in the collective instance" (Keras 3.15).
-      ``cross_device_ops`` overrides the choice;
+      device).  A CPU is ONE logical device unless split: without GPUs and without ``cpu_replicas`` this trains
+      one replica (and logs so); ``cpu_replicas=N`` splits the CPU into N logical devices first
+      (:func:`configure_cpu_replicas`).  Without GPUs the gradients are reduced with ``ReductionToOneDevice``
+      (tested here on two logical CPU devices): TensorFlow's default all-reduce targets NCCL, and a collective
+      all-reduce between logical CPU devices has been seen to fail with "Shape mismatch in the collective
+      instance" (Keras 3.15).  ``cross_device_ops`` overrides the choice;
     * ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` configured by the ``TF_CONFIG`` environment variable
       (``{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}``), one process per
-      worker, each started with the same command.
+      worker, each started with the same command; each worker trains one replica (its GPUs, else its CPU).
 
     Build, compile and :func:`build_for_strategy` the model inside ``strategy.scope()``.  The batch size of
     the input pipeline is the *global* batch: every replica trains on ``batch / num_replicas_in_sync``
@@ -46,22 +86,50 @@ def get_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
     does it in its ``train_step``).  Batch statistics (batch normalisation, the PCC / CCC of L_AV, in-batch
     contrastive terms) are per replica, as in every data-parallel trainer.
     """
+    if cpu_replicas is not None and name != "mirrored":
+        raise ValueError(f"cpu_replicas={cpu_replicas} applies to the 'mirrored' strategy only, not {name!r}")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if cpu_replicas is not None:
+            configure_cpu_replicas(cpu_replicas)
         devices = _local_devices(devices)
         if cross_device_ops is None and not any("GPU" in d.upper() for d in devices):
             cross_device_ops = tf.distribute.ReductionToOneDevice()
         strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
-        logger.info("MirroredStrategy over %d replicas: %s", strategy.num_replicas_in_sync, devices)
+        if strategy.num_replicas_in_sync == 1:
+            logger.warning("MirroredStrategy: ONE replica on %s (no GPU, and the CPU is one device); to train "
+                           "N replicas on the CPU split it with --cpu_replicas=N (cpu_replicas=N)", devices[0])
+        else:
+            logger.info("MirroredStrategy over %d replicas: %s", strategy.num_replicas_in_sync, devices)
         return strategy
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             logger.warning("--strategy=multi_worker without TF_CONFIG: training on this process alone")
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        logger.info("MultiWorkerMirroredStrategy: %d replicas in sync", strategy.num_replicas_in_sync)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:
+            if "program startup" in str(e) or "at program start" in str(e):
+                raise StrategyTooLateError(_TOO_LATE.format(what="MultiWorkerMirroredStrategy", error=e)) from e
+            raise
+        info = strategy_info(strategy)
+        logger.info("MultiWorkerMirroredStrategy: %d workers, %d replicas in sync", info["num_workers"],
+                    info["num_replicas"])
         return strategy
     raise ValueError(f"unknown distribution strategy {name!r}; choose one of {STRATEGIES}")
+
+
+def strategy_info(strategy: tf.distribute.Strategy) -> dict:
+    """What a run's result.json records of its distribution: ``{"strategy": class name, "num_workers": worker
+    processes (1 unless multi-worker), "num_replicas": replicas in sync over all workers, "replicas_per_worker"}``."""
+    workers = 1
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        resolver = strategy.cluster_resolver
+        cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        workers = max(1, sum(len(cluster.get(job, ())) for job in ("chief", "worker")))
+    replicas = int(strategy.num_replicas_in_sync)
+    return {"strategy": type(strategy).__name__, "num_workers": workers, "num_replicas": replicas,
+            "replicas_per_worker": replicas // workers}
 
 
 def _vector_logs(step):
@@ -134,4 +202,5 @@ def build_for_strategy(model: keras.Model, data=None) -> keras.Model:
     return model
 
 
-__all__ = ("STRATEGIES", "build_for_strategy", "get_strategy")
+__all__ = ("STRATEGIES", "StrategyTooLateError", "build_for_strategy", "configure_cpu_replicas", "get_strategy",
+           "strategy_info")

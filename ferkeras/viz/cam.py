@@ -55,6 +55,21 @@ def check_images(images) -> tf.Tensor:
     return images
 
 
+def even_batch(images) -> tf.Tensor:
+    """``images`` with its last image repeated once when the batch is odd, so every Grad-CAM gradient runs on an even
+    batch; the caller keeps the first ``B`` maps.
+
+    TensorFlow 2.20 / 2.21's oneDNN kernels on AVX-512 CPUs abort the process in the filter gradient of a 1x1,
+    stride-2 convolution with fewer than 16 input channels and an odd batch (ResNet-18 thinner than width 16 has
+    such a shortcut); Grad-CAM's tape runs the model in inference mode, where every image's map depends on that image
+    alone, so the repeated image changes none of the others.  An empty batch is returned unchanged.
+    """
+    images = tf.convert_to_tensor(images)
+    if int(images.shape[0]) % 2:
+        images = tf.concat([images, images[-1:]], axis=0)
+    return images
+
+
 def resize_and_normalise(maps, size, normalize: bool = True) -> np.ndarray:
     """(B, h, w) maps -> (B, H, W) bilinear, then per-image min-max to [0, 1] (a constant map becomes 0)."""
     maps = tf.image.resize(tf.convert_to_tensor(maps, tf.float32)[..., None], size, method="bilinear")[..., 0]
@@ -95,7 +110,8 @@ def keras_vis_map(model, images, method: str = "gradcam", max_n: Optional[int] =
 
     Returns:
         float32 array (B, H, W) in [0, 1]: each output's map normalised by tf-keras-vis, the maps averaged, and the
-        mean min-max normalised again.
+        mean min-max normalised again.  Grad-CAM runs on an even batch (an odd one gets its last image repeated and
+        that map dropped, see :func:`even_batch`), which avoids TensorFlow's oneDNN abort on AVX-512 CPUs.
     """
     with warnings.catch_warnings():  # tf-keras-vis 0.8.7 imports a deprecated scipy.ndimage path
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -110,17 +126,18 @@ def keras_vis_map(model, images, method: str = "gradcam", max_n: Optional[int] =
     except ValueError as err:
         raise ValueError(f"keras_vis_map: model {model.name!r} has no top-level layer {layer_name!r}; pass a flat "
                          "functional model (for AVCE: ferkeras.methods.avce.cam.inference_model(model))") from err
+    n, size = int(images.shape[0]), tuple(images.shape[1:3])
     maps = []
     with _quiet():
         for o in outputs:
             score = lambda out, o=o: out[:, o]  # noqa: E731
             if method == "gradcam":
-                cam = Gradcam(model, clone=False)(score, images, penultimate_layer=layer,
+                cam = Gradcam(model, clone=False)(score, even_batch(images), penultimate_layer=layer,
                                                   seek_penultimate_conv_layer=False)
             else:
                 cam = Scorecam(model, clone=False)(score, images, penultimate_layer=layer,
                                                    seek_penultimate_conv_layer=False, max_N=max_n)
-            maps.append(np.asarray(cam, np.float32).reshape(images.shape[:3]))
+            maps.append(np.asarray(cam, np.float32).reshape((-1,) + size)[:n])
     mean = np.mean(maps, axis=0)
     lo, hi = mean.min(axis=(1, 2), keepdims=True), mean.max(axis=(1, 2), keepdims=True)
     return np.where(hi > lo, (mean - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0).astype(np.float32)
@@ -182,7 +199,8 @@ def encoder_saliency(encoder, images, score: str = "self", head=None, method: st
         method: ``"gradcam"`` or ``"scorecam"`` (``max_n`` channels).
         layer_name: the feature-map layer (default :func:`feature_map_layer`: the last 4-D layer of at least
             4 x 4).
-        batch_size: images per tf-keras-vis call.
+        batch_size: images per tf-keras-vis call (Grad-CAM pads an odd call to an even batch and drops the extra
+            map, see :func:`even_batch`: TensorFlow's oneDNN abort on AVX-512 CPUs).
 
     Returns:
         float32 ``(B, H, W)`` maps, each min-max normalised to [0, 1] (a constant map is 0).
@@ -213,6 +231,9 @@ def encoder_saliency(encoder, images, score: str = "self", head=None, method: st
     with _quiet():
         for start in range(0, int(images.shape[0]), int(batch_size)):
             chunk = images[start:start + batch_size]
+            n = int(chunk.shape[0])
+            if method == "gradcam":
+                chunk = even_batch(chunk)
             out = np.asarray(model(chunk, training=False), np.float32)
             if score == "self":
                 target = tf.constant(out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12))
@@ -230,7 +251,7 @@ def encoder_saliency(encoder, images, score: str = "self", head=None, method: st
             else:
                 cam = Scorecam(model, clone=False)(score_fn, chunk, penultimate_layer=layer,
                                                    seek_penultimate_conv_layer=False, max_N=max_n)
-            maps.append(np.asarray(cam, np.float32).reshape(chunk.shape[:3]))
+            maps.append(np.asarray(cam, np.float32).reshape(chunk.shape[:3])[:n])
     maps = np.concatenate(maps, 0)
     lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
     return np.where(hi > lo, (maps - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0).astype(np.float32)

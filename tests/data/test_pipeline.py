@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ferkeras.augment.spatial import DLIB_FLIP_PERMUTATION, FaceAugment, flip_landmarks
-from ferkeras.data.elements import EXTRA_KEYS, PipelineStats
+from ferkeras.data.elements import EXTRA_KEYS, FACE_TOO_SMALL, MIN_FACE_SIZE, UNDECODABLE, PipelineStats
 from ferkeras.data.pipeline import SyntheticSpec, build_dataset, from_arrays, from_records
 from ferkeras.data.schema import MISSING_INT, FaceRecord
 from ferkeras.face.align import crop_square, square_box
@@ -99,8 +99,86 @@ def test_corrupt_image_is_dropped_and_counted(tmp_path):
     _, t = _collect(ds)
     assert t["expression"].tolist() == [0, 1, 2, 3]
     assert stats.dropped == 3 and int(stats.decoded.numpy()) == 4
-    _collect(ds)  # a second epoch does not crash either, counts accumulate
-    assert stats.dropped == 6
+    assert stats.counts == {UNDECODABLE: 3, FACE_TOO_SMALL: 0}
+    assert stats.first_dropped() == [f"{tmp_path / 'truncated.jpg'} (undecodable image)",
+                                     "<encoded bytes> (undecodable image)",
+                                     f"{tmp_path / 'garbage.jpg'} (undecodable image)"]
+    _collect(ds)  # a second epoch does not crash either, counts accumulate; each name is listed once
+    assert stats.dropped == 6 and int(stats.attempted.numpy()) == 14 and len(stats.first_dropped()) == 3
+    assert stats.as_dict()["dropped_by_reason"] == {UNDECODABLE: 6, FACE_TOO_SMALL: 0}
+
+
+def test_faces_below_the_minimum_size_are_dropped_and_counted(tmp_path):
+    """A 1x1 image with a face box outside it (once trained on as a flat grey face), a face box of 15 px, a box
+    lying outside a large image and a 12x40 image without a box are dropped as too small; 16 px faces are kept."""
+    records = _records(tmp_path, n=2)
+    tiny = _write(tmp_path / "tiny.png", np.full((1, 1, 3), 128, np.uint8))
+    strip = _write(tmp_path / "strip.png", _smooth_image(12, 40, 0))
+    big = records[0].image_path  # 70 x 90
+    small = [FaceRecord(image_path=tiny, box=[10, 10, 60, 60], expression=7),
+             FaceRecord(image_path=big, box=[10, 10, 25, 40], expression=7),                  # 15 px wide
+             FaceRecord(image_path=big, box=[200, 200, 260, 260], expression=7),              # outside the image
+             FaceRecord(image_path=big, box=[80, 10, 120, 50], expression=7),                 # 10 px inside it
+             FaceRecord(image_path=strip, expression=7)]
+    kept = [FaceRecord(image_path=big, box=[10, 10, 10 + MIN_FACE_SIZE, 10 + MIN_FACE_SIZE], expression=5),
+            FaceRecord(image_path=_write(tmp_path / "min.png", _smooth_image(MIN_FACE_SIZE, MIN_FACE_SIZE, 1)),
+                       expression=6)]
+    stats = PipelineStats("small")
+    _, t = _collect(from_records(records + small + kept, image_size=16, batch_size=4, stats=stats))
+    assert t["expression"].tolist() == [0, 1, 5, 6]
+    assert stats.counts == {UNDECODABLE: 0, FACE_TOO_SMALL: 5} and stats.dropped == 5
+    assert stats.first_dropped()[0] == f"{tiny} ({FACE_TOO_SMALL})" and FACE_TOO_SMALL == "face smaller than 16 px"
+
+
+def test_drop_counting_works_in_graph_mode_and_under_a_distribution_strategy(tmp_path):
+    """The counts and names are TensorFlow state: a tf.function consuming the pipeline and a distributed dataset
+    update them like eager iteration."""
+    records = _records(tmp_path, n=4)
+    (tmp_path / "half.jpg").write_bytes(open(records[1].image_path, "rb").read()[:300])
+    records.insert(2, FaceRecord(image_path=str(tmp_path / "half.jpg"), expression=7))
+    stats = PipelineStats("graph")
+    ds = from_records(records, image_size=16, batch_size=2, stats=stats)
+
+    @tf.function
+    def total(dataset):
+        n = tf.constant(0)
+        for _, y in dataset:
+            n += tf.shape(y["expression"])[0]
+        return n
+
+    assert int(total(ds)) == 4 and stats.dropped == 1
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    seen = sum(int(strategy.experimental_local_results(y["expression"])[0].shape[0])
+               for _, y in strategy.experimental_distribute_dataset(ds))
+    assert seen == 4 and stats.dropped == 2 and int(stats.decoded.numpy()) == 8
+    assert stats.first_dropped() == [f"{tmp_path / 'half.jpg'} (undecodable image)"]
+    with strategy.scope():  # stats made inside a strategy's scope still count (their variables are not mirrored)
+        inside = PipelineStats("inside")
+    assert len(list(from_records(records, image_size=16, batch_size=2, stats=inside))) == 2 and inside.dropped == 1
+
+
+def test_raw_files_shards_and_arrays_give_the_same_labels(tmp_path):
+    """The same records through raw files, TFRecord shards and arrays give identical ``va`` and ``expression``
+    batches, equal to the hand-written labels: valence and arousal differ in every record, so a reader that swaps
+    them (or mixes up label fields) fails here."""
+    from ferkeras.data.tfrecord import CropSettings, prepare
+
+    valence = [0.5, -0.25, 0.75, -0.5, 0.125]
+    arousal = [-0.75, 0.25, 0.0, 0.625, -0.375]
+    expression = [3, 0, 6, 1, 5]
+    images = [_smooth_image(40, 40, k) for k in range(5)]
+    records = [FaceRecord(image_path=_write(tmp_path / f"f{i}.png", images[i]), valence=valence[i],
+                          arousal=arousal[i], expression=expression[i]) for i in range(5)]
+    prepare(records, str(tmp_path / "shards"), num_shards=2, settings=CropSettings(crop_size=32), progress=False)
+    common = dict(image_size=32, batch_size=2)
+    sources = {"raw": build_dataset(records, **common), "shards": build_dataset(str(tmp_path / "shards"), **common),
+               "arrays": from_arrays(np.stack(images), valence, arousal, expression, **common)}
+    want_va = np.array([valence, arousal], np.float32).T
+    for name, ds in sources.items():
+        batches = [(y["va"].numpy(), y["expression"].numpy()) for _, y in ds]
+        assert [len(e) for _, e in batches] == [2, 2, 1], name
+        np.testing.assert_array_equal(np.concatenate([va for va, _ in batches]), want_va, err_msg=name)
+        assert np.concatenate([e for _, e in batches]).tolist() == expression, name
 
 
 def test_flip_permutation_is_a_mirror_involution():

@@ -69,7 +69,7 @@ def test_round_trip(written, name, split):
     if split == "train":  # bad rows of every kind the dataset can hold were injected and skipped
         assert expected["skips"] == {kind: BAD_EACH for kind in BAD_ROW_KINDS[name]}
         assert expected["records"] == NUM
-    for record, truth in zip(records, expected["truth"]):
+    for record, truth in zip(records, expected["truth"], strict=True):
         _assert_record_matches(record, truth, root, name)
     if reader.classes:
         assert all(0 <= r.expression < len(reader.classes) for r in records)

@@ -127,3 +127,15 @@ def test_real_data_afew_va_holds_out_a_subject_disjoint_fold(tmp_path):
         data = splits.real_data("afew_va", root, image_size=24, batch_size=2, fold=fold)
         assert data.num_train == len(train)
     assert len(seen) == 2  # another fold holds out other clips
+
+
+def test_worker_shard_files_split_the_training_files_by_file():
+    files = [f"train/shard-{i:05d}-of-00005.tfrecord" for i in range(5)]
+    first, second = (splits.worker_shard_files(files, 2, i, "train") for i in (0, 1))
+    assert first == files[0::2] and second == files[1::2]  # every file read by exactly one worker
+    assert sorted(first + second) == files
+    with pytest.raises(ValueError, match=r"training shards 'input/shards/train': 1 shard file\(s\) for 2 workers.*"
+                                         r"tools/prepare_dataset.py --shards=N, N >= 2"):
+        splits.worker_shard_files(files[:1], 2, 1, "input/shards/train")
+    with pytest.raises(ValueError, match="worker_index must be in"):
+        splits.worker_shard_files(files, 2, 2)

@@ -53,7 +53,7 @@ def test_shards_round_trip_labels_landmarks_and_classes(tmp_path):
     assert summary["records_written"] == 6 and summary["skipped_total"] == 0 and summary["classes"] == list(classes)
     examples = _examples(tmp_path / "out")
     assert len(examples) == 6
-    for r, f in zip(records, examples):
+    for r, f in zip(records, examples, strict=True):
         assert [c.decode() for c in f["meta/classes"].numpy()] == list(classes)
         assert int(f["label/expression"]) == r.expression and f["meta/identity"].numpy().decode() == r.identity
         np.testing.assert_allclose(float(f["label/valence"]), r.valence, atol=1e-6)
@@ -105,6 +105,36 @@ def test_skips_are_counted_in_the_summary(tmp_path):
         on_disk = json.load(f)
     assert on_disk["skipped_total"] == 7 and on_disk["records_written"] == 3
     assert len(_examples(tmp_path / "out")) == 3
+
+
+def test_faces_below_the_minimum_size_are_skipped_and_named(tmp_path):
+    """The shard writer skips (and counts, naming the first) a 1x1 image with a box outside it - once written as a
+    flat grey face - and a box only 12 px wide; the reader drops a stored face that was below the minimum."""
+    from ferkeras.data.elements import FACE_TOO_SMALL, UNDECODABLE, PipelineStats
+
+    records = _records(tmp_path, n=3)
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((1, 1, 3), 128, np.uint8))
+    records.insert(1, FaceRecord(image_path=str(tiny), box=[10, 10, 60, 60], expression=3))
+    records.append(FaceRecord(image_path=records[0].image_path, box=[10, 10, 22, 40], expression=4))
+    summary = tfrecord.prepare(records, str(tmp_path / "out"), num_shards=2, settings=tfrecord.CropSettings(
+        crop_size=32), progress=False)
+    assert summary["records_written"] == 3 and summary["skipped"] == {FACE_TOO_SMALL: 2}
+    assert summary["first_skipped"] == {FACE_TOO_SMALL: str(tiny)}
+    assert [int(f["label/expression"]) for f in _examples(tmp_path / "out")] == [0, 1, 2]
+
+    # a shard written without the check (a 1-pixel source stored as a 32 px crop) is dropped on reading, counted
+    record = FaceRecord(image_path=str(tiny), box=[0, 0, 1, 1], expression=5)
+    crop = tf.io.encode_jpeg(np.full((32, 32, 3), 128, np.uint8)).numpy()
+    example = tfrecord.make_example(crop, 32, record, [0, 0, 32, 32], np.full((68, 2), np.nan), [0, 0, 1, 1], ())
+    with tf.io.TFRecordWriter(str(tmp_path / "old.tfrecord")) as writer:
+        writer.write(b"not an Example")  # and a record that does not parse: dropped, named by its position
+        writer.write(example.SerializeToString())
+    stats = PipelineStats("old shards")
+    assert list(tfrecord.tfrecord_dataset(str(tmp_path / "old.tfrecord"), image_size=16, stats=stats)) == []
+    assert stats.counts == {UNDECODABLE: 1, FACE_TOO_SMALL: 1}
+    old = tmp_path / "old.tfrecord"
+    assert stats.first_dropped() == [f"{old}#0 ({UNDECODABLE})", f"{old}#1 ({FACE_TOO_SMALL})"]  # shard#record
 
 
 def test_interrupted_preparation_resumes(tmp_path, monkeypatch):
@@ -170,6 +200,10 @@ def test_prepare_tool_with_two_workers(tmp_path):
     from ferkeras.data.synthetic import formats
 
     result = formats.write_affectnet(tmp_path / "affectnet", num=12, seed=0, bad_rows=3, size=48)
+    from ferkeras.data.readers import make_reader
+
+    dot = make_reader("affectnet", str(tmp_path / "affectnet"), split="train").records()[2].image_path
+    cv2.imwrite(dot, np.zeros((1, 1, 3), np.uint8))  # a 1x1 image: skipped as a face too small, named
     out = tmp_path / "shards"
     cmd = [sys.executable, os.path.join(REPO, "tools", "prepare_dataset.py"), "--dataset=affectnet",
            f"--root={tmp_path / 'affectnet'}", "--split=train", f"--out={out}", "--shards=2", "--workers=2",
@@ -179,6 +213,7 @@ def test_prepare_tool_with_two_workers(tmp_path):
     summary = tfrecord.read_summary(str(out))
     truth = result["splits"]["train"]
     assert summary["classes"][:2] == ["neutral", "happy"] and summary["dataset"] == "affectnet"
-    assert summary["records_written"] == len(_examples(out)) == truth["records"]
-    assert summary["skipped"] == truth["skips"] and summary["skipped_total"] == 3
-    assert f"{truth['records']} records written to 2 shards" in proc.stdout
+    assert summary["records_written"] == len(_examples(out)) == truth["records"] - 1
+    assert summary["skipped"] == {**truth["skips"], tfrecord.FACE_TOO_SMALL: 1} and summary["skipped_total"] == 4
+    assert f"{truth['records'] - 1} records written to 2 shards" in proc.stdout
+    assert f"1  {tfrecord.FACE_TOO_SMALL}  (first: {dot})" in proc.stdout

@@ -21,7 +21,7 @@ def _same_features(loaded, encoder):
 
 
 def test_from_a_pretrainer_file_and_a_run_directory(tmp_path):
-    encoder = make_backbone("resnet18", (32, 32, 3), pooling="avg", width=8)
+    encoder = make_backbone("resnet18", (32, 32, 3), pooling="avg", width=16)
     model = ContrastivePretrainer(encoder, SimCLRObjective(), projection_hidden=(16,), projection_dim=8,
                                   probe_classes=3)
     model.compile()
@@ -30,7 +30,7 @@ def test_from_a_pretrainer_file_and_a_run_directory(tmp_path):
     path = tmp_path / "pretrainer.keras"
     model.save(path)
     loaded = downstream.load_encoder(str(path))
-    assert tuple(loaded.output.shape) == (None, 64)
+    assert tuple(loaded.output.shape) == (None, 128)
     _same_features(loaded, encoder)
 
     run = RunDir.create(str(tmp_path / "runs"), "sslfer")
@@ -40,17 +40,17 @@ def test_from_a_pretrainer_file_and_a_run_directory(tmp_path):
 
 
 def test_from_a_bare_encoder_a_feature_map_and_a_baseline(tmp_path):
-    encoder = make_backbone("resnet18", (32, 32, 3), pooling="avg", width=8)
+    encoder = make_backbone("resnet18", (32, 32, 3), pooling="avg", width=16)
     encoder.save(tmp_path / "encoder.keras")
     _same_features(downstream.load_encoder(str(tmp_path / "encoder.keras")), encoder)
 
-    fmap = make_backbone("resnet18", (64, 64, 3), pooling=None, width=8)
+    fmap = make_backbone("resnet18", (64, 64, 3), pooling=None, width=16)
     fmap.save(tmp_path / "fmap.keras")
     pooled = downstream.load_encoder(str(tmp_path / "fmap.keras"))
     x = np.random.default_rng(1).random((2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(pooled(x), np.asarray(fmap(x)).mean(axis=(1, 2)), atol=1e-6)
 
-    baseline = build_baseline_model("resnet18", (32, 32, 3), task="both", num_classes=4, width=8)
+    baseline = build_baseline_model("resnet18", (32, 32, 3), task="both", num_classes=4, width=16)
     baseline.save(tmp_path / "baseline.keras")
     _same_features(downstream.load_encoder(str(tmp_path / "baseline.keras")), baseline.get_layer("resnet18"))
 

@@ -154,6 +154,6 @@ def test_argument_errors(kwargs, match):
 
 
 def test_feature_map_encoder_is_rejected_with_a_hint():
-    encoder = make_backbone("resnet18", (SIZE, SIZE, 3), pooling=None, width=8)
+    encoder = make_backbone("resnet18", (SIZE, SIZE, 3), pooling=None, width=16)
     with pytest.raises(ValueError, match="pooled features"):
         downstream.build_downstream_model(encoder, "va")

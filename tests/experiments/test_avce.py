@@ -129,9 +129,11 @@ def test_every_flagfile_parses(path):
         assert s["dataset"] == "synthetic"
         return
     dataset, backbone = name[len("avce_"):-len(".cfg")].rsplit("_", 1)
-    assert (s["dataset"], s["backbone"]) == (dataset, backbone)
+    dataset = {"affwild": "aff_wild", "affwild2": "aff_wild2"}.get(dataset, dataset)  # the file names predate the
+    assert (s["dataset"], s["backbone"]) == (dataset, backbone)  # one dataset name (README: dataset names)
+    assert s["data_root"] == f"input/{dataset}"  # input/README.md's folder
     assert s["batch_size"] == {"alexnet": 256, "resnet18": 128}[backbone]
-    assert s["iterations"] == {"afew_va": 50000, "affectnet": 50000, "affwild": 100000, "affwild2": 100000}[dataset]
+    assert s["iterations"] == {"afew_va": 50000, "affectnet": 50000, "aff_wild": 100000, "aff_wild2": 100000}[dataset]
     assert (s["image_size"], s["augment"], s["lr"], s["head_lr"]) == (224, "avce", 1e-4, 1e-2)
     assert (s["lr_first"], s["lr_every"], s["lr_factor"]) == (5000, 20000, 0.8)
     assert s["width"] == 64 or backbone == "alexnet"
@@ -149,7 +151,10 @@ def test_run_name_and_smoke_overrides():
     s = _parse("--contrastive=none", "--backbone=alexnet", "--smoke", "--iterations=50000")
     FLAGS.unparse_flags()
     assert avce.run_name(s) == "avce-alexnet-synthetic-none"
-    assert s["image_size"] == 64 and s["iterations"] is None and s["steps"] == 2
+    assert s["image_size"] == 64 and s["steps"] == 2
+    assert s["iterations"] == 50000  # given explicitly: --smoke does not override it
+    assert _parse("--smoke")["iterations"] is None and _parse("--smoke", "--cam_images=3")["cam_images"] == 3
+    assert _parse("--smoke")["cam_images"] == 2
     assert np.isclose(s["lr"], 1e-4)
     assert avce.run_name(_parse("--contrastive=avce", "--similarity=f2", "--nouse_dis")) == \
         "avce-resnet18-synthetic-avce-f2-nodis"

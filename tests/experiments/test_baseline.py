@@ -37,9 +37,12 @@ def test_smoke_run_directory(smoke_run):
     for name in ("flags.cfg", "result.json", "va_scatter.png", "training_curves.png", "train_log.csv",
                  os.path.join("checkpoints", "best.keras")):
         assert os.path.getsize(os.path.join(path, name)) > 0, name
-    assert not os.path.exists(os.path.join(path, "backup")), "BackupAndRestore state must be gone after training"
+    with open(os.path.join(path, "backup", "state.json")) as f:  # the final training state, kept, marked complete
+        assert json.load(f)["complete"] is True
     flags_text = open(os.path.join(path, "flags.cfg")).read().split()
     assert "--smoke" in flags_text and "--backbone=resnet18" in flags_text
+    # What ran (--smoke's values), not the flags' defaults: the flagfile reruns the same run.
+    assert {"--batch_size=16", "--steps=2", "--epochs=1", "--image_size=32", "--num_train=64"} <= set(flags_text)
 
 
 def test_smoke_result_json(smoke_run):

@@ -29,9 +29,9 @@ def encoders(tmp_path_factory):
     from tests.models.contrastive_objectives import SimCLRObjective
 
     folder = tmp_path_factory.mktemp("encoders")
-    bare = make_backbone("resnet18", (32, 32, 3), pooling="avg", width=8)
+    bare = make_backbone("resnet18", (32, 32, 3), pooling="avg", width=16)
     bare.save(folder / "encoder.keras")
-    pretrainer = ContrastivePretrainer(make_backbone("resnet18", (32, 32, 3), pooling="avg", width=8),
+    pretrainer = ContrastivePretrainer(make_backbone("resnet18", (32, 32, 3), pooling="avg", width=16),
                                        SimCLRObjective(), projection_hidden=(16,), projection_dim=8)
     pretrainer.compile()
     run = RunDir.create(str(folder), "sslfer")
@@ -69,7 +69,9 @@ def test_smoke_run_writes_every_metric(smoke_run, encoders):
     assert sum(result["details"]["expression"]["class_counts"]) == 64  # balanced softmax prior of the train set
     assert result["flags"]["image_size"] == 32  # the encoder's
     assert result["encoder"] == os.path.abspath(encoders["bare"])
-    assert "--encoder=" + encoders["bare"] in open(os.path.join(path, "flags.cfg")).read().split()
+    flags_text = open(os.path.join(path, "flags.cfg")).read().split()
+    assert "--encoder=" + encoders["bare"] in flags_text
+    assert {"--batch_size=16", "--steps=2", "--epochs=1", "--image_size=32"} <= set(flags_text)  # what ran
 
 
 def test_finetune_from_a_run_directory(encoders, tmp_path):

@@ -49,7 +49,8 @@ def test_smoke_run_writes_result_encoder_and_figures(smoke_run):
     for name in ("flags.cfg", "result.json", "encoder.keras", "training_curves.png", "saliency.png",
                  "train_log.csv", os.path.join("checkpoints", "best.keras")):
         assert os.path.isfile(os.path.join(path, name)), name
-    assert not os.path.exists(os.path.join(path, "backup"))  # deleted when training finished
+    with open(os.path.join(path, "backup", "state.json")) as f:  # the final training state, kept, marked complete
+        assert json.load(f)["complete"] is True
 
     with open(os.path.join(path, "result.json")) as f:
         result = json.load(f)
@@ -118,7 +119,7 @@ def test_linear_eval_evaluates_the_pretrained_encoder(smoke_run, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--face_swap=1.5"], "--face_swap is a probability in [0, 1], got 1.5"),
+    (["--face_swap=1.5"], "--face_swap must be in [0, 1], got 1.5"),
     (["--t2=0.5"], "--t2=0.5 must exceed --t1=1.0"),
     (["--dataset=voxceleb1"], "--data_root is required for --dataset=voxceleb1"),
     (["--width=16"], "--width=16 only applies to --backbone=resnet18"),
@@ -130,9 +131,9 @@ def test_linear_eval_evaluates_the_pretrained_encoder(smoke_run, tmp_path):
     (["--batch_size=1"], "--batch_size=1: a contrastive batch needs at least 2 samples"),
     (["--backbone=alexnet"], "alexnet"),
 ])
-def test_bad_flags_give_clear_errors_fast(args, message):
+def test_bad_flags_give_clear_errors_fast(args, message, tmp_path):
     start = time.perf_counter()
-    proc = _run(BINARY, *args, timeout=60)
+    proc = _run(BINARY, *args, f"--out_dir={tmp_path / 'runs'}", timeout=60)  # never the repository's runs/
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -218,7 +219,8 @@ def batches(start, n):
     return [b for b in binary.pretraining_data(s, sampler, epochs=None).skip(start).take(n)]
 
 full, resumed = batches(0, 5), batches(3, 2)
-same = all(np.array_equal(np.asarray(a[0][k]), np.asarray(b[0][k])) for a, b in zip(full[3:], resumed) for k in a[0])
+same = all(np.array_equal(np.asarray(a[0][k]), np.asarray(b[0][k]))
+           for a, b in zip(full[3:], resumed, strict=True) for k in a[0])
 views, labels = full[0]
 print(json.dumps({"same": bool(same), "differ": not np.array_equal(full[0][0]["anchor"], full[1][0]["anchor"]),
                   "views": sorted(views), "labels": sorted(labels),
@@ -249,7 +251,8 @@ def test_voxceleb1_layout_end_to_end(tmp_path):
     root = tmp_path / "voxceleb1"
     formats.write_voxceleb1(root, num=200, seed=0, bad_rows=2, size=64, frames_per_clip=20)
     out = tmp_path / "runs"
-    proc = _run(BINARY, f"--flagfile={SMOKE}", "--dataset=voxceleb1", f"--data_root={root}", f"--out_dir={out}")
+    proc = _run(BINARY, f"--flagfile={SMOKE}", "--dataset=voxceleb1", f"--data_root={root}", f"--out_dir={out}",
+                "--checkpoint=last")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "SSL-FER pre-training (timeaug+hardneg+faceswap+maskfn) on voxceleb1" in proc.stdout
     (run,) = os.listdir(out)
@@ -263,3 +266,6 @@ def test_voxceleb1_layout_end_to_end(tmp_path):
     assert train["masking_without_landmarks"] > 0
     assert result["figures"]["saliency"]["scores"] == ["self"]  # no probe: the self-similarity score only
     assert os.path.isfile(os.path.join(out, run, "encoder.keras"))
+    # --checkpoint=last: best.json describes what checkpoints/best.keras now holds, the last epoch
+    record = json.load(open(os.path.join(out, run, "checkpoints", "best.json")))
+    assert record["kept"] == "last" and record["epoch"] == 1 and record["monitor"] is None

@@ -70,9 +70,9 @@ def _video_frames(path, indices):
     return frames
 
 
-def _direct(model, frames, rows, margin=0.2):
+def _direct(model, frames, rows, margin=None):
     """The model run on crops cut here from the CSV's boxes with the training pipeline's functions."""
-    crops = []
+    crops, margin = [], fi.default_margin() if margin is None else margin  # the analysis' default crop
     for row in rows:
         image = frames[int(row["frame"])]
         box = [float(row[k]) for k in ("x0", "y0", "x1", "y1")]
@@ -91,7 +91,8 @@ def _column(rows, name):
 def test_single_face_keras_run_dir_matches_model_on_training_crops(models, feat_data, tmp_path):
     video = feat_data / "single_face.mp4"
     result = fi.analyze_video(video, models["run"], str(tmp_path / "a.csv"), plot_path=str(tmp_path / "a.png"),
-                              detector=FaceDetector("hog", upsample=0), every_n=3, batch_size=5, progress=False)
+                              expression_plot_path=str(tmp_path / "e.png"), detector=FaceDetector("hog", upsample=0),
+                              every_n=3, batch_size=5, progress=False)
     rows = _read(tmp_path / "a.csv")
     assert list(rows[0]) == list(fi.BASE_COLUMNS) + ["expression"] + PROBS  # class names from result.json
     assert result.frames == len(rows) == 24  # 72 frames, every 3rd, one face in each
@@ -105,6 +106,7 @@ def test_single_face_keras_run_dir_matches_model_on_training_crops(models, feat_
     assert [r["expression"] for r in rows] == [CLASSES[i] for i in probs.argmax(1)]
     assert np.ptp(va[:, 0]) > 1e-4  # the crops differ frame to frame, so would a wrong crop's predictions
     assert os.path.getsize(tmp_path / "a.png") > 10_000
+    assert result.expression_plot_path == str(tmp_path / "e.png") and os.path.getsize(tmp_path / "e.png") > 10_000
     assert set(result.timer.seconds) == set(fi.STAGES) and result.timer.seconds["detect"] > 0
 
 

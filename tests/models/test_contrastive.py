@@ -255,7 +255,7 @@ def test_mixed_precision_keeps_the_objective_in_float32():
 # ------------------------------------------------------------------------------------------------ errors
 def test_clear_errors():
     with pytest.raises(ValueError, match="pooled features"):
-        ContrastivePretrainer(make_backbone("resnet18", (32, 32, 3), pooling=None, width=8), SimCLRObjective())
+        ContrastivePretrainer(make_backbone("resnet18", (32, 32, 3), pooling=None, width=16), SimCLRObjective())
     with pytest.raises(TypeError, match="ContrastiveObjective"):
         ContrastivePretrainer(conv_encoder(), keras.losses.MeanSquaredError())
     with pytest.raises(ValueError, match="probe_classes"):

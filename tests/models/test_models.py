@@ -43,7 +43,7 @@ def test_backbone_geometry_at_224():
     assert tuple(backbones.resnet18((224, 224, 3)).output.shape) == (None, 7, 7, 512)
     assert tuple(backbones.alexnet((224, 224, 3)).output.shape) == (None, 6, 6, 256)
     # Non-square inputs work.
-    assert tuple(backbones.resnet18((96, 64, 3), width=8).output.shape) == (None, 3, 2, 64)
+    assert tuple(backbones.resnet18((96, 64, 3), width=16).output.shape) == (None, 3, 2, 128)
 
 
 def _resnet18_param_count(width=64, num_blocks=(2, 2, 2, 2)):
@@ -146,12 +146,12 @@ def test_expression_head_logits():
 
 def test_baseline_outputs_per_task():
     x = _images(3, 32)
-    both = build_baseline_model("resnet18", (32, 32, 3), task="both", num_classes=7, width=8)
+    both = build_baseline_model("resnet18", (32, 32, 3), task="both", num_classes=7, width=16)
     out = both(x)
     assert set(out) == {"va", "expression"}
     assert tuple(out["va"].shape) == (3, 2) and tuple(out["expression"].shape) == (3, 7)
-    assert set(build_baseline_model("resnet18", (32, 32, 3), task="va", width=8)(x)) == {"va"}
-    assert set(build_baseline_model("resnet18", (32, 32, 3), task="expression", width=8)(x)) == {"expression"}
+    assert set(build_baseline_model("resnet18", (32, 32, 3), task="va", width=16)(x)) == {"va"}
+    assert set(build_baseline_model("resnet18", (32, 32, 3), task="expression", width=16)(x)) == {"expression"}
     with pytest.raises(ValueError, match="'valence'"):
         build_baseline_model("resnet18", (32, 32, 3), task="valence")
 
@@ -187,7 +187,7 @@ def test_baseline_learns_a_tiny_batch_with_missing_labels():
 
 @pytest.mark.parametrize("backbone, size, task", [("resnet18", 32, "both"), ("alexnet", 64, "va")])
 def test_baseline_round_trips(backbone, size, task, tmp_path):
-    model = build_baseline_model(backbone, (size, size, 3), task=task, width=8 if backbone == "resnet18" else 64)
+    model = build_baseline_model(backbone, (size, size, 3), task=task, width=16 if backbone == "resnet18" else 64)
     x = _images(2, size)
     helpers.assert_config_roundtrip(model)
     helpers.assert_keras_roundtrip(model, x, tmp_path, atol=1e-6)
@@ -219,7 +219,7 @@ def test_mixed_precision_outputs_float32(backbone, size):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = build_baseline_model(backbone, (size, size, 3), task="both",
-                                     width=8 if backbone == "resnet18" else 64)
+                                     width=16 if backbone == "resnet18" else 64)
         inner = model.get_layer(backbone).get_layer("stage1_block1_conv1" if backbone == "resnet18" else "conv1")
         assert inner.compute_dtype == "float16"
         out = model(_images(2, size))

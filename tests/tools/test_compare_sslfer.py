@@ -30,8 +30,8 @@ def _run(*args, timeout=1200):
     (["--face_swap=0"], "must be > 0 here"),
     (["--t2=0.5"], "--t2=0.5 must exceed --t1=1.0"),
 ])
-def test_argument_errors(args, message):
-    proc = _run(*args, timeout=60)
+def test_argument_errors(args, message, tmp_path):
+    proc = _run(*args, f"--out_dir={tmp_path / 'runs'}", timeout=60)  # never the repository's runs/
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 

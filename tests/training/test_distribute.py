@@ -16,12 +16,13 @@ one device:
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/training/ -> repo
 TIMEOUT = 240
@@ -187,20 +188,8 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     assert abs(results["baseline"]["global_loss"] - results["baseline"]["loss"]) > 1e-3
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-@pytest.mark.slow
 def test_multi_worker_two_processes_matches_one_device(tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in helpers.free_ports(2)]
     procs = []
     try:
         for index in range(2):
@@ -235,3 +224,60 @@ def test_user_errors_are_named():
     with pytest.raises(ValueError, match="inputs, targets"):
         training.build_for_strategy(model, tf.data.Dataset.from_tensors([1.0, 2.0, 3.0]))
     assert training.build_for_strategy(model).optimizer.built  # one device: the slots exist before fit
+
+
+TOO_LATE_SCRIPT = textwrap.dedent(r'''
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from ferkeras import training
+
+strategy = training.get_strategy("mirrored", cpu_replicas=2)  # first: splits the CPU before TensorFlow initialises
+out = {"replicas": strategy.num_replicas_in_sync, "info": training.strategy_info(strategy)}
+for name, kwargs in (("cpu_replicas", dict(name="mirrored", cpu_replicas=3)),
+                     ("multi_worker", dict(name="multi_worker"))):
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["127.0.0.1:" + sys.argv[2]]},
+                                          "task": {"type": "worker", "index": 0}})
+    try:
+        training.get_strategy(**kwargs)
+        out[name] = "no error"
+    except training.StrategyTooLateError as e:
+        out[name] = str(e)
+print("RESULT " + json.dumps(out))
+''')
+
+
+@pytest.mark.slow
+def test_cpu_replicas_and_strategies_requested_too_late(tmp_path):
+    """--cpu_replicas=2 gives two replicas on a CPU-only machine; a CPU split or a MultiWorkerMirroredStrategy asked
+    for after TensorFlow ran (here: after the first strategy) raises StrategyTooLateError naming the cause."""
+    script = tmp_path / "too_late.py"
+    script.write_text(TOO_LATE_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), ROOT, str(helpers.free_ports(1)[0])], capture_output=True,
+                          text=True, timeout=TIMEOUT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    out = json.loads(lines[0][len("RESULT "):])
+    assert out["replicas"] == 2
+    assert out["info"] == {"strategy": "MirroredStrategy", "num_workers": 1, "num_replicas": 2,
+                           "replicas_per_worker": 2}
+    assert "cpu_replicas=3" in out["cpu_replicas"] and "get_strategy(...) first" in out["cpu_replicas"]
+    assert "MultiWorkerMirroredStrategy" in out["multi_worker"]
+    assert "Collective ops must be configured at program startup" in out["multi_worker"]
+
+
+def test_mirrored_on_one_cpu_says_it_trains_one_replica(caplog):
+    import tensorflow as tf
+
+    from ferkeras import training
+
+    if tf.config.list_logical_devices("GPU") or len(tf.config.list_logical_devices("CPU")) > 1:
+        pytest.skip("this process has several devices")
+    with caplog.at_level("WARNING", logger="ferkeras.training.strategy"):
+        strategy = training.get_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 1
+    assert "ONE replica" in caplog.text and "--cpu_replicas=N" in caplog.text
+    assert training.strategy_info(strategy)["num_replicas"] == 1
+    with pytest.raises(ValueError, match="cpu_replicas=2 applies to the 'mirrored' strategy only"):
+        training.get_strategy("multi_worker", cpu_replicas=2)
+    with pytest.raises(ValueError, match="cpu_replicas must be an int >= 1"):
+        training.configure_cpu_replicas(0)

@@ -4,9 +4,10 @@ uninterrupted run (ferkeras.training.fit with ResumableBackup; deterministic see
 Each run is a subprocess executing SCRIPT: it trains a small model (the AlexNet baseline, or AVCE with batch
 normalisation in its heads and three optimisers) on a seeded, shuffled, augmented, repeated ``from_arrays`` stream
 (passed to ``fit`` as ``start_step -> dataset``) for EPOCHS x STEPS steps with a backup every SAVE_FREQ steps.  It
-SIGKILLs itself after global step KILL_AT unless the marker file exists (written just before the kill), so the
-restart is literally the same command; the restarted process finishes the run, then trains the uninterrupted
-reference from scratch and saves both runs' final weights, optimiser variables and epoch losses.
+SIGKILLs itself after global step KILL_AT, between two backups, unless the marker file exists (written just before
+the kill), so the restart is literally the same command and trains again the steps after the last backup; the
+restarted process finishes the run, then trains the uninterrupted reference from scratch and saves both runs' final
+weights, optimiser variables and epoch losses.
 """
 
 import json
@@ -20,7 +21,8 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/training/ -> repo
-EPOCHS, STEPS, SAVE_FREQ, KILL_AT = 3, 4, 2, 6  # killed after step 6: 2 steps into the second epoch, just backed up
+EPOCHS, STEPS, SAVE_FREQ, KILL_AT = 3, 4, 2, 7  # killed after step 7: 3 steps into the second epoch, 1 after a backup
+LAST_BACKUP = KILL_AT // SAVE_FREQ * SAVE_FREQ
 TIMEOUT = 150
 
 SCRIPT = textwrap.dedent(r'''
@@ -118,18 +120,20 @@ def test_killed_run_resumes_exactly(tmp_path, kind):
     assert code == -signal.SIGKILL, f"the run was not killed (exit {code}):\n{log[-3000:]}"
     with open(run / "backup" / "state.json") as f:
         state = json.load(f)
-    assert state["global_step"] == KILL_AT and state["epoch"] == KILL_AT // STEPS
+    assert state["global_step"] == LAST_BACKUP < KILL_AT and state["epoch"] == KILL_AT // STEPS
     assert not out.exists()
 
     code, log = _run(tmp_path, kind, run, KILL_AT, out)  # the same command again
     assert code == 0, log[-3000:]
-    assert not (run / "backup").exists(), "the backup must be deleted when training finishes"
+    with open(run / "backup" / "state.json") as f:  # the final state, kept and marked complete
+        state = json.load(f)
+    assert state["complete"] is True and state["global_step"] == EPOCHS * STEPS
 
     saved = np.load(out)
     count = len(saved.files) // 2
     resumed, reference = ([saved[f"{name}_{k}"] for k in range(count)] for name in ("resumed", "reference"))
     # Model weights (with BN moving statistics), then every optimiser's step count, moments / momenta.
-    for k, (a, b) in enumerate(zip(resumed, reference)):
+    for k, (a, b) in enumerate(zip(resumed, reference, strict=True)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=f"variable {k}")
     steps = [int(v) for v in reference if v.dtype.kind == "i" and v.ndim == 0]
     assert steps and all(s == EPOCHS * STEPS for s in steps), steps

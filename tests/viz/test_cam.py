@@ -94,3 +94,34 @@ def test_moved_avce_names_still_resolve():
     assert cam.METHODS == ("cam", "cam_head", "gradcam", "scorecam")
     with pytest.raises(AttributeError, match="occlusion_map"):
         cam.occlusion_map
+
+
+def test_grad_cam_runs_on_even_batches_only(monkeypatch):
+    """TF 2.20 / 2.21's oneDNN aborts in the filter gradient of a 1x1 stride-2 conv with an odd batch on AVX-512 CPUs
+    (see tests/test_onednn_fault.py): every Grad-CAM tape runs on an even batch, and an odd batch's padding image
+    changes none of the maps (inference mode: each map depends on its own image only)."""
+    from tf_keras_vis.gradcam import Gradcam
+
+    seen = []
+    call = Gradcam.__call__
+
+    def recording(self, score, seed_input, *args, **kwargs):
+        seen.append(int(seed_input.shape[0]))
+        return call(self, score, seed_input, *args, **kwargs)
+
+    monkeypatch.setattr(Gradcam, "__call__", recording)
+    rng = np.random.default_rng(1)
+    images = np.concatenate([two_patch_image(), rng.uniform(0, 1, (3, 32, 32, 3))]).astype(np.float32)
+    model = red_area_model()
+    four = cam.keras_vis_map(model, images, "gradcam")
+    three = cam.keras_vis_map(model, images[:3], "gradcam")
+    one = cam.keras_vis_map(model, images[:1], "gradcam", outputs=(0,))
+    assert three.shape == (3, 32, 32) and one.shape == (1, 32, 32)
+    np.testing.assert_allclose(three, four[:3], atol=1e-6)
+    np.testing.assert_allclose(one, cam.keras_vis_map(model, images[:2], "gradcam", outputs=(0,))[:1], atol=1e-6)
+    encoder = keras.Model(model.inputs, model.get_layer("out").output)
+    saliency = cam.encoder_saliency(encoder, images[:3], layer_name="features", batch_size=3)
+    assert saliency.shape == (3, 32, 32)
+    np.testing.assert_allclose(saliency, cam.encoder_saliency(encoder, images, layer_name="features")[:3], atol=1e-6)
+    assert seen and all(n % 2 == 0 for n in seen), seen
+    assert cam.even_batch(np.zeros((0, 4, 4, 3), np.float32)).shape[0] == 0

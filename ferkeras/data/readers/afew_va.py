@@ -21,6 +21,13 @@ are balanced and deterministic), and split ``"test"`` is fold ``k`` while
 ``"train"`` is every other fold.  No actor ever sits on both sides.  Clips whose
 JSON has an empty actor form their own group.  With ``fold=None`` every clip is
 read (split ``"train"`` or ``"all"``).
+
+A clip without its JSON is skipped as ``"missing annotation"``, one whose JSON
+cannot be read (not UTF-8, not JSON, no ``frames`` object) as ``"corrupt
+annotation"``; such a clip has no actor, so it belongs to no fold, and with
+``fold=k`` both splits count it.  Frames are skipped as ``"invalid label"``
+(valence/arousal absent or not numbers, or outside -10..10), ``"bad
+landmarks"``, ``"nan value"``, ``"missing image"`` or ``"corrupt image"``.
 """
 
 from __future__ import annotations
@@ -30,12 +37,12 @@ import math
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ferkeras.data.readers.base import BAD_LANDMARKS, INVALID_LABEL, Reader, parse_landmarks, va_problem
+from ferkeras.data.readers.base import (
+    BAD_LANDMARKS, CORRUPT_ANNOTATION, INVALID_LABEL, Reader, parse_landmarks, va_problem)
 from ferkeras.data.schema import FaceRecord
 
 AFEW_VA_SCALE = 10.0
 MISSING_ANNOTATION = "missing annotation"
-CORRUPT_ANNOTATION = "corrupt annotation"
 
 
 def assign_folds(groups: Dict[str, str], num_folds: int) -> Dict[str, int]:
@@ -99,7 +106,7 @@ class AfewVaReader(Reader):
         if not path.is_file():
             return None, MISSING_ANNOTATION
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:
                 data = json.load(f)
             if not isinstance(data.get("frames"), dict):
                 return None, CORRUPT_ANNOTATION
@@ -121,18 +128,15 @@ class AfewVaReader(Reader):
         return assign_folds(self.actors(), self.num_folds)
 
     def _read(self) -> Iterator[FaceRecord]:
-        wanted = None
-        if self.fold is not None:
-            folds = self.folds()
-            test = self.split == "test"
-            wanted = {clip for clip, k in folds.items() if (k == self.fold) == test}
+        folds = self.folds() if self.fold is not None else {}
+        test = self.split == "test"
         for clip_dir in self.clip_dirs:
             clip = clip_dir.name
-            if wanted is not None and clip not in wanted:
-                continue
+            if clip in folds and (folds[clip] == self.fold) != test:
+                continue  # a readable clip of the other side; unreadable clips (in no fold) are counted by both
             data, problem = self._load(clip_dir)
             if problem:
-                self.skips.skip(problem, str(clip_dir))
+                self.skips.skip(problem, str(clip_dir / f"{clip}.json"))
                 continue
             actor = str(data.get("actor") or "")
             for key in sorted(data["frames"]):

@@ -18,10 +18,13 @@ the valence and arousal files describes frame ``k``.  The ``.pts`` files
 when present, named by the same frame index (``pts_start=1`` if your copy
 numbers them from 1); a box is the bounding rectangle of its 4 points.
 
-Lines present in only one of the two files, non-numbers and values outside
-[-1, 1] are ``"invalid label"``; NaN is ``"nan value"``; a frame without an image
-is ``"missing image"``; a landmark file without 68 points is ``"bad landmarks"``, a box
-file without 4 points ``"bad box"``.
+Lines present in only one of the two files, blank lines (which keep their
+place: line ``k`` is always frame ``k``), non-numbers and values outside [-1, 1]
+are ``"invalid label"``; NaN is ``"nan value"``; a line holding a byte that is
+not UTF-8 is ``"corrupt annotation"``; a valence or arousal file without a line
+is counted once as ``"empty annotation"``; a frame without an image is
+``"missing image"``; a landmark file without 68 points (or not readable as
+text) is ``"bad landmarks"``, a box file without 4 points ``"bad box"``.
 """
 
 from __future__ import annotations
@@ -34,17 +37,17 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from ferkeras.data.readers.base import (
-    BAD_LANDMARKS, INVALID_LABEL, MISSING_IMAGE, Reader, parse_landmarks, va_problem)
+    BAD_BOX, BAD_LANDMARKS, CORRUPT_ANNOTATION, EMPTY_ANNOTATION, INVALID_LABEL, MISSING_IMAGE, Reader,
+    open_annotation, parse_landmarks, undecodable, va_problem)
 from ferkeras.data.schema import FaceRecord
 
 FRAME_EXTENSIONS = (".jpg", ".png")
-BAD_BOX = "bad box"
 
 
 def read_pts(path: Path) -> Optional[np.ndarray]:
     """Points of an ibug ``.pts`` file as an (N, 2) float array; None when it cannot be parsed."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:  # bytes that are not UTF-8 raise UnicodeDecodeError, a ValueError
             lines = [line.strip() for line in f if line.strip()]
         count = int(lines[1].split(":")[1])
         start = lines.index("{") + 1
@@ -57,8 +60,12 @@ def read_pts(path: Path) -> Optional[np.ndarray]:
 
 
 def _read_values(path: Path) -> List[str]:
-    with open(path) as f:
-        return [line.strip() for line in f.read().splitlines() if line.strip()]
+    """The stripped lines of a valence or arousal file, blank lines kept in place, trailing ones dropped."""
+    with open_annotation(path) as f:
+        lines = [line.strip() for line in f.read().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 class AffWildReader(Reader):
@@ -92,9 +99,12 @@ class AffWildReader(Reader):
 
     def _read(self) -> Iterator[FaceRecord]:
         for video in self.videos():
-            valence = _read_values(self.valence_dir / f"{video}.txt")
-            arousal_path = self.arousal_dir / f"{video}.txt"
+            valence_path, arousal_path = self.valence_dir / f"{video}.txt", self.arousal_dir / f"{video}.txt"
+            valence = _read_values(valence_path)
             arousal = _read_values(arousal_path) if arousal_path.is_file() else []
+            for path, lines in ((valence_path, valence), (arousal_path, arousal)):
+                if path.is_file() and not lines:
+                    self.skips.skip(EMPTY_ANNOTATION, str(path))
             folder = self.frame_dir / video
             present = set(os.listdir(folder)) if folder.is_dir() else set()
             for k in range(max(len(valence), len(arousal))):
@@ -106,6 +116,10 @@ class AffWildReader(Reader):
 
     def _frame(self, video: str, k: int, v: str, a: str, folder: Path, present: set) -> Optional[FaceRecord]:
         where = f"{video} line {k + 1}"
+        bad = undecodable(v) or undecodable(a)
+        if bad:
+            self.skips.skip(CORRUPT_ANNOTATION, f"{where} ({bad})")
+            return None
         try:
             valence, arousal = float(v), float(a)
         except ValueError:

@@ -25,25 +25,28 @@ What the reader does with a row:
   unless ``keep_va_only=True`` and the row has valid valence/arousal, in which
   case it is kept with ``expression = MISSING_INT`` (for VA training);
 * valence/arousal of -2 become NaN (the row is kept for its expression); other
-  values outside [-1, 1] are ``"invalid label"``; a NaN anywhere is ``"nan value"``.
+  values outside [-1, 1] are ``"invalid label"``; a NaN anywhere is ``"nan value"``;
+* a row holding a byte that is not UTF-8 is ``"corrupt annotation"``, a number
+  that does not parse ``"malformed row"``.
+
+An empty CSV, or one without the columns above, is an error naming the file.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from typing import Iterator
 
 import numpy as np
 
 from ferkeras.data.readers.base import (
-    INVALID_LABEL, NAN_VALUE, Reader, parse_float, parse_landmarks, va_problem)
+    CORRUPT_ANNOTATION, INVALID_LABEL, MALFORMED_ROW, NAN_VALUE, Reader, open_csv, parse_float, parse_landmarks,
+    undecodable, va_problem)
 from ferkeras.data.schema import MISSING_INT, FaceRecord
 
 AFFECTNET_CLASSES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 AFFECTNET_VA_INVALID = -2.0
 EXCLUDED_CLASS = "excluded class"
-MALFORMED_ROW = "malformed row"
 
 _COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
             "facial_landmarks", "expression", "valence", "arousal")
@@ -79,14 +82,14 @@ class AffectNetReader(Reader):
         self.image_dir = self.require("Manually_Annotated_Images")
 
     def _read(self) -> Iterator[FaceRecord]:
-        with open(self.csv_path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
-            if missing:
-                raise ValueError(f"affectnet: '{self.csv_path}' lacks columns {missing}; "
-                                 f"header is {reader.fieldnames}")
-            for line, row in enumerate(reader, start=2):
-                where = f"{self.csv_path.name}:{line}"
+        f, reader = open_csv(self.csv_path, _COLUMNS, self.name)
+        with f:
+            for row in reader:
+                where = f"{self.csv_path.name}:{reader.line_num}"
+                bad = undecodable(row)
+                if bad:
+                    self.skips.skip(CORRUPT_ANNOTATION, f"{where} ({bad})")
+                    continue
                 record = self._parse(row, where)
                 if record is not None:
                     yield record

@@ -2,9 +2,17 @@
 
 A reader turns one dataset's on-disk files into a stream of
 :class:`~ferkeras.data.schema.FaceRecord`.  Bad rows (missing or corrupt image,
-sentinel label, wrong landmark count, NaN) are skipped and counted in
-:attr:`Reader.skips`; the counts are logged once when a pass ends.  Reading
+sentinel label, wrong landmark count, NaN, a line that is not UTF-8 text) are
+skipped and counted in :attr:`Reader.skips`, which also keeps the first
+offending file or line of each reason; the counts are logged once when a pass
+ends (and the binaries and ``tools/prepare_dataset.py`` report them).  Reading
 never crashes on a bad row, and never yields one.
+
+Annotation files are read with :func:`open_annotation`: UTF-8 (a leading byte
+order mark is ignored), where a byte that is not UTF-8 does not stop the read
+but marks its line, which the reader skips as ``"corrupt annotation"`` (see
+:func:`undecodable`).  A file that cannot be used at all (an empty CSV, a CSV
+without the required columns) is one clear error naming the file.
 
 Image checks at read time are cheap by default because a dataset may hold
 hundreds of thousands of files (``verify="header"``: the file exists, is not
@@ -16,11 +24,13 @@ nothing (fastest, for trusted copies).
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
+import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,12 +44,17 @@ CORRUPT_IMAGE = "corrupt image"
 INVALID_LABEL = "invalid label"
 BAD_LANDMARKS = "bad landmarks"
 NAN_VALUE = "nan value"
+CORRUPT_ANNOTATION = "corrupt annotation"
+MALFORMED_ROW = "malformed row"
+EMPTY_ANNOTATION = "empty annotation"
+BAD_BOX = "bad box"
 
 VERIFY_MODES = ("none", "header", "full")
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_EOI = b"\xff\xd9"
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 
 class Reader:
@@ -141,6 +156,49 @@ def image_bytes_ok(data: bytes) -> bool:
     if data.startswith(_JPEG_MAGIC) and _JPEG_EOI not in data[-1024:]:
         return False
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+
+
+def open_annotation(path: str | os.PathLike) -> IO[str]:
+    """Opens an annotation text file: UTF-8 (a byte order mark is dropped), bytes that are not UTF-8 kept as
+    lone surrogates (``errors="surrogateescape"``) so that one bad byte spoils only its line; test lines with
+    :func:`undecodable`.  Newlines are left to the caller (``newline=""``, as :mod:`csv` wants)."""
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def undecodable(text: str | Iterable) -> Optional[str]:
+    """What is wrong with a line read by :func:`open_annotation` that holds a byte that is not UTF-8 (``"byte
+    0xff is not UTF-8"``, the first such byte), or None when it is clean.  ``text``: a string, or the fields
+    of a csv row (a list, or a dict from :class:`csv.DictReader`)."""
+    if isinstance(text, dict):
+        text = list(text.values())
+    if not isinstance(text, str):
+        text = ",".join(v if isinstance(v, str) else ",".join(map(str, v or ())) for v in text)
+    match = _UNDECODABLE.search(text)
+    if match is None:
+        return None
+    return f"byte 0x{ord(match.group()) - 0xDC00:02x} is not UTF-8"
+
+
+def open_csv(path: str | os.PathLike, columns: Iterable[str], dataset: str) -> Tuple[IO[str], csv.DictReader]:
+    """``(file, csv.DictReader)`` over an annotation CSV (opened with :func:`open_annotation`), after checking its
+    header; the caller closes the file.  Raises ValueError naming the file when it is empty or when its header
+    lacks one of ``columns`` (saying so when the header holds bytes that are not UTF-8)."""
+    columns = list(columns)
+    f = open_annotation(path)
+    try:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames
+        if not header:
+            raise ValueError(f"{dataset}: '{path}' is empty (no header line); expected the columns {columns}")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            bad = undecodable(header)
+            raise ValueError(f"{dataset}: '{path}' lacks columns {missing}; header is {header}"
+                             + (f" (its header line is not UTF-8 text: {bad})" if bad else ""))
+    except BaseException:
+        f.close()
+        raise
+    return f, reader
 
 
 def parse_float(text: str) -> float:

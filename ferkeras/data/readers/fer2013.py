@@ -9,18 +9,22 @@ On disk (the Kaggle release)::
 ``PrivateTest`` (``"test"``); ``emotion`` is 0 Angry, 1 Disgust, 2 Fear,
 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.  Records carry the face as PNG bytes in
 ``image_bytes`` (lossless, so the pixels round-trip exactly).  A pixel string
-that is not 2304 integers in 0..255 is ``"corrupt image"``.
+that is not 2304 integers in 0..255 is ``"corrupt image"``; a row holding a byte
+that is not UTF-8 is ``"corrupt annotation"``, one whose ``Usage`` is none of
+the three ``"malformed row"`` (both counted by every split, since their split is
+unknown).  An empty file, or one without the three columns, is an error naming
+the file.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from ferkeras.data.readers.base import CORRUPT_IMAGE, INVALID_LABEL, NAN_VALUE, Reader
+from ferkeras.data.readers.base import (
+    CORRUPT_ANNOTATION, CORRUPT_IMAGE, INVALID_LABEL, MALFORMED_ROW, NAN_VALUE, Reader, open_csv, undecodable)
 from ferkeras.data.schema import FaceRecord
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -43,15 +47,23 @@ def pixels_to_png(text: str) -> Tuple[Optional[bytes], Optional[str]]:
     return (png.tobytes(), None) if ok else (None, CORRUPT_IMAGE)
 
 
-def open_fer2013_csv(path):
-    """A csv.DictReader over fer2013.csv, checking its header."""
-    f = open(path, newline="")
-    reader = csv.DictReader(f)
-    missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or ())
-    if missing:
-        f.close()
-        raise ValueError(f"'{path}' lacks columns {sorted(missing)}; header is {reader.fieldnames}")
-    return f, reader
+def open_fer2013_csv(path, dataset: str = "fer2013"):
+    """``(file, csv.DictReader)`` over fer2013.csv, checking its header (see :func:`~.base.open_csv`)."""
+    return open_csv(path, ("emotion", "pixels", "Usage"), dataset)
+
+
+def usage_problem(row, split: str, where: str) -> Tuple[bool, Optional[Tuple[str, str]]]:
+    """Whether a FER2013-style row (with a ``Usage`` column) concerns ``split``, and its skip (reason, where)
+    when it cannot be read: a byte that is not UTF-8 or an unknown ``Usage`` (counted by every split)."""
+    usage = (row.get("Usage") or "").strip()
+    bad = undecodable(row)
+    if usage in USAGE.values():
+        if usage != USAGE[split]:
+            return False, None
+        return True, ((CORRUPT_ANNOTATION, f"{where} ({bad})") if bad else None)
+    if bad:
+        return True, (CORRUPT_ANNOTATION, f"{where} ({bad})")
+    return True, (MALFORMED_ROW, f"{where} (Usage {usage!r} is none of {sorted(USAGE.values())})")
 
 
 class Fer2013Reader(Reader):
@@ -74,10 +86,13 @@ class Fer2013Reader(Reader):
     def _read(self) -> Iterator[FaceRecord]:
         f, reader = open_fer2013_csv(self.csv_path)
         with f:
-            for line, row in enumerate(reader, start=2):
-                if (row["Usage"] or "").strip() != USAGE[self.split]:
+            for row in reader:
+                where = f"fer2013.csv:{reader.line_num}"
+                mine, problem = usage_problem(row, self.split, where)
+                if problem:
+                    self.skips.skip(*problem)
+                if problem or not mine:
                     continue
-                where = f"fer2013.csv:{line}"
                 try:
                     label = float(row["emotion"])
                 except (TypeError, ValueError):

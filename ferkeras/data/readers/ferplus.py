@@ -19,20 +19,27 @@ majority"`` (so a tie can never win).  ``mode="plurality"`` takes the most-voted
 of the ten columns without the outlier rule and skips ties for the top as
 ``"tied votes"``.  In both modes a winner of ``unknown`` or ``NF`` (not a face)
 is skipped as ``"unknown or non-face"`` (the usual protocol).  Records carry
-the index into the eight emotions :data:`FERPLUS_CLASSES`.
+the index into the eight emotions :data:`FERPLUS_CLASSES` (the first eight vote
+columns, in the file's order).
+
+A line of either file holding a byte that is not UTF-8 is ``"corrupt
+annotation"``, one whose ``Usage`` is none of the three ``"malformed row"``; such
+a line is counted by the split the other file's ``Usage`` names, or by every
+split when neither can be read.  Vote counts that are not non-negative numbers
+are ``"invalid label"``.  An empty file, or one without
+the required columns, is an error naming the file.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ferkeras.data.readers.base import INVALID_LABEL, NAN_VALUE, Reader
-from ferkeras.data.readers.fer2013 import USAGE, open_fer2013_csv, pixels_to_png
+from ferkeras.data.readers.base import INVALID_LABEL, NAN_VALUE, Reader, open_csv
+from ferkeras.data.readers.fer2013 import USAGE, open_fer2013_csv, pixels_to_png, usage_problem
 from ferkeras.data.schema import FaceRecord
 
 FERPLUS_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
@@ -94,26 +101,34 @@ class FerPlusReader(Reader):
         self.pixels_path = found[0]
 
     def _read(self) -> Iterator[FaceRecord]:
-        f_pixels, pixel_rows = open_fer2013_csv(self.pixels_path)
-        with f_pixels, open(self.votes_path, newline="") as f_votes:
-            vote_rows = csv.DictReader(f_votes)
-            missing = set(("Usage", "Image name") + VOTE_COLUMNS) - set(vote_rows.fieldnames or ())
-            if missing:
-                raise ValueError(f"ferplus: '{self.votes_path}' lacks columns {sorted(missing)}")
-            for line, (votes_row, pixel_row) in enumerate(itertools.zip_longest(vote_rows, pixel_rows), start=2):
-                if votes_row is None or pixel_row is None:
-                    raise ValueError(f"ferplus: {self.votes_path} and {self.pixels_path} differ in length: "
-                                     "they are not row-aligned")
-                usage = (votes_row["Usage"] or "").strip()
-                if usage != (pixel_row["Usage"] or "").strip():
-                    raise ValueError(
-                        f"ferplus: line {line} has Usage '{usage}' in {self.votes_path} but "
-                        f"'{pixel_row['Usage']}' in {self.pixels_path}: the files are not row-aligned")
-                if usage != USAGE[self.split]:
-                    continue
-                record = self._parse(votes_row, pixel_row, f"fer2013new.csv:{line}")
-                if record is not None:
-                    yield record
+        f_votes, vote_rows = open_csv(self.votes_path, ("Usage", "Image name") + VOTE_COLUMNS, self.name)
+        with f_votes:
+            f_pixels, pixel_rows = open_fer2013_csv(self.pixels_path, self.name)
+            with f_pixels:
+                yield from self._rows(vote_rows, pixel_rows)
+
+    def _rows(self, vote_rows, pixel_rows) -> Iterator[FaceRecord]:
+        for votes_row, pixel_row in itertools.zip_longest(vote_rows, pixel_rows):
+            if votes_row is None or pixel_row is None:
+                raise ValueError(f"ferplus: {self.votes_path} and {self.pixels_path} differ in length: "
+                                 "they are not row-aligned")
+            where = f"{self.votes_path.name}:{vote_rows.line_num}"
+            usage, pixel_usage = ((row["Usage"] or "").strip() for row in (votes_row, pixel_row))
+            if usage != pixel_usage and {usage, pixel_usage} <= set(USAGE.values()):
+                raise ValueError(
+                    f"ferplus: line {vote_rows.line_num} has Usage '{usage}' in {self.votes_path} but "
+                    f"'{pixel_usage}' in {self.pixels_path}: the files are not row-aligned")
+            checks = (usage_problem(votes_row, self.split, where),
+                      usage_problem(pixel_row, self.split, f"{self.pixels_path.name}:{pixel_rows.line_num}"))
+            if not all(mine for mine, _ in checks):
+                continue  # a line of another split
+            problems = [problem for _, problem in checks if problem]
+            if problems:
+                self.skips.skip(*problems[0])
+                continue
+            record = self._parse(votes_row, pixel_row, where)
+            if record is not None:
+                yield record
 
     def _parse(self, votes_row, pixel_row, where: str) -> Optional[FaceRecord]:
         if not (votes_row["Image name"] or "").strip():

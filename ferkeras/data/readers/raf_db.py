@@ -13,6 +13,14 @@ Fear, Disgust, Happiness, Sadness, Anger, Neutral; records carry ``label - 1``
 as the index into :data:`RAF_DB_CLASSES`.  The split is the file-name prefix
 (``train_`` / ``test_``).  RAF-DB gives 5 and 37 landmarks, not dlib's 68, so
 records have NaN landmarks; aligned crops have no box (the crop is the face).
+
+A line is skipped as ``"corrupt annotation"`` when it holds a byte that is not
+UTF-8, ``"malformed row"`` when it is not two fields or its name starts with
+neither ``train_`` nor ``test_`` (such lines are counted by both splits),
+``"invalid label"`` when the label is not an integer 1..7.  An empty label file
+is an error naming it.  With
+``aligned=False`` a bounding-box file that is present but is not four finite
+numbers skips its face as ``"bad box"`` (a face without a box file has none).
 """
 
 from __future__ import annotations
@@ -22,11 +30,11 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ferkeras.data.readers.base import INVALID_LABEL, NAN_VALUE, Reader
+from ferkeras.data.readers.base import (
+    BAD_BOX, CORRUPT_ANNOTATION, INVALID_LABEL, MALFORMED_ROW, NAN_VALUE, Reader, open_annotation, undecodable)
 from ferkeras.data.schema import FaceRecord
 
 RAF_DB_CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
-MALFORMED_ROW = "malformed row"
 
 
 class RafDbReader(Reader):
@@ -52,14 +60,29 @@ class RafDbReader(Reader):
         self.image_dir = self.require("Image", "aligned" if aligned else "original")
 
     def _read(self) -> Iterator[FaceRecord]:
-        with open(self.label_path) as f:
+        prefixes = tuple(f"{split}_" for split in self.split_names)
+        empty = True
+        with open_annotation(self.label_path) as f:
             for line_no, line in enumerate(f, start=1):
                 parts = line.split()
-                if not parts or not parts[0].startswith(f"{self.split}_"):
+                if not parts:
                     continue
-                record = self._parse(parts, f"{self.label_path.name}:{line_no}")
+                empty = False
+                if parts[0].startswith(prefixes) and not parts[0].startswith(f"{self.split}_"):
+                    continue  # the other split's line
+                where = f"{self.label_path.name}:{line_no}"
+                bad = undecodable(line)
+                if bad:
+                    self.skips.skip(CORRUPT_ANNOTATION, f"{where} ({bad})")
+                    continue
+                if not parts[0].startswith(prefixes):
+                    self.skips.skip(MALFORMED_ROW, f"{where} (no split prefix)")
+                    continue
+                record = self._parse(parts, where)
                 if record is not None:
                     yield record
+        if empty:
+            raise ValueError(f"raf_db: '{self.label_path}' is empty; expected lines '<split>_<id>.jpg <label 1-7>'")
 
     def _parse(self, parts, where: str) -> Optional[FaceRecord]:
         if len(parts) != 2:
@@ -87,10 +110,12 @@ class RafDbReader(Reader):
         if not self.aligned:
             box_path = self.root / "Annotation" / "boundingbox" / f"{stem}_boundingbox.txt"
             if box_path.is_file():
-                try:
-                    values = np.array(box_path.read_text().split()[:4], np.float64)
+                try:  # a file that is not UTF-8 raises UnicodeDecodeError, a ValueError
+                    values = np.array(box_path.read_text(encoding="utf-8").split()[:4], np.float64)
                 except ValueError:
                     values = np.zeros(0)
-                if values.size == 4 and np.all(np.isfinite(values)):
-                    record.box = values
+                if values.size != 4 or not np.all(np.isfinite(values)):
+                    self.skips.skip(BAD_BOX, str(box_path))
+                    return None
+                record.box = values
         return record

@@ -9,10 +9,13 @@ On disk (the face-track frames, one folder level per identity, YouTube video and
 frames of a clip are sampled sparsely (the published code of SSL-FER, Shu et al.,
 BMVC 2022, treats them as 25/6 fps; see docs/papers.md),
 but the number in the name is on the video's own clock, so ``timestamp =
-frame / fps`` with ``fps`` the video frame rate (25 by default).  A frame name
-that is not an integer falls back to the frame's rank in its clip (timestamp
-NaN).  VoxCeleb1 has no expression labels: records carry identity, video
-(``"<identity>/<youtube id>/<clip>"``), frame and timestamp.  There is no split
+frame / fps`` with ``fps`` the video frame rate (25 by default).  An image whose
+name is not a frame number (a stray ``abc.jpg``) is skipped as ``"unnumbered
+frame"``, and the clip's other frames keep their numbers and times; an image
+that fails the reader's check is ``"missing image"`` / ``"corrupt image"``;
+files that are not images are ignored.  VoxCeleb1 has no expression labels:
+records carry identity, video (``"<identity>/<youtube id>/<clip>"``), frame and
+timestamp.  There is no split
 in this layout: ``"train"`` and ``"all"`` both read every clip.
 
 :meth:`VoxCeleb1Reader.tracks` groups the records into timed tracks (one list
@@ -21,7 +24,6 @@ per clip, ordered by frame) for TimeAug / HardNeg sampling.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -29,6 +31,18 @@ from ferkeras.data.readers.base import Reader
 from ferkeras.data.schema import FaceRecord
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+UNNUMBERED_FRAME = "unnumbered frame"
+
+
+def _printable(path: Path) -> str:
+    """The path as text, a byte of its name that is not UTF-8 shown as ``\\xff``."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _frame_number(path: Path):
+    """The frame number in an image's name, or None when the name is not a (decimal, ASCII) number."""
+    stem = path.stem
+    return int(stem) if stem.isascii() and stem.isdigit() else None
 
 
 def _subdirs(path: Path) -> List[Path]:
@@ -61,18 +75,21 @@ class VoxCeleb1Reader(Reader):
                     yield from self._clip(identity_dir.name, clip_dir)
 
     def _clip(self, identity: str, clip_dir: Path) -> Iterator[FaceRecord]:
-        files = [p for p in clip_dir.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS]
-        numbered = all(p.stem.isdigit() for p in files)
-        files.sort(key=(lambda p: (int(p.stem), p.name)) if numbered else (lambda p: p.name))
+        frames = []
+        for path in sorted(p for p in clip_dir.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS):
+            frame = _frame_number(path)
+            if frame is None:
+                self.skips.skip(UNNUMBERED_FRAME, _printable(path))
+            else:
+                frames.append((frame, path.name, path))
         video = "/".join(clip_dir.parts[-3:])
-        for rank, path in enumerate(files):
+        for frame, _, path in sorted(frames):
             problem = self.image_problem(path)
             if problem:
-                self.skips.skip(problem, str(path))
+                self.skips.skip(problem, _printable(path))
                 continue
-            frame = int(path.stem) if numbered else rank
             yield FaceRecord(image_path=str(path), identity=identity, video=video, frame=frame,
-                             timestamp=frame / self.fps if numbered else math.nan, dataset=self.name)
+                             timestamp=frame / self.fps, dataset=self.name)
 
     def tracks(self) -> Dict[str, List[FaceRecord]]:
         """Video id -> that clip's records ordered by frame (a full pass; skips are counted)."""

@@ -51,6 +51,7 @@ from ferkeras.augment.ssl import MaskRegion, Step, sslfer_steps
 from ferkeras.augment.views import MultiViewAugment
 from ferkeras.data.elements import AUTOTUNE, PipelineStats
 from ferkeras.data.video_views import (OffsetsLike, SameFrame, TemporalPositive, TrackTable, ViewSampler, ViewStats)
+from ferkeras.face.defaults import FACE_MARGIN
 from ferkeras.face.regions import crop_regions
 
 logger = logging.getLogger("ferkeras.methods.sslfer")
@@ -110,8 +111,8 @@ def sslfer_dataset(source: Union[TrackTable, ViewSampler], *, batch_size: int = 
                    negatives_from: str = "track", maskfn: bool = True, part_size: int = PART_SIZE,
                    part_margin: float = 0.15, augment: Union[str, None, Step, Mapping] = "sslfer",
                    mask_regions: bool = True, anchors_per_track: Optional[int] = None, epochs: Optional[int] = 1,
-                   first_epoch: int = 0, seed: Optional[int] = 0, margin: float = 0.2, deterministic: bool = True,
-                   drop_remainder: bool = True, metadata: bool = False, num_parallel_calls=AUTOTUNE,
+                   first_epoch: int = 0, seed: Optional[int] = 0, margin: float = FACE_MARGIN,
+                   deterministic: bool = True, drop_remainder: bool = True, metadata: bool = False, num_parallel_calls=AUTOTUNE,
                    stats: Optional[SSLFERDataStats] = None) -> tf.data.Dataset:
     """SSL-FER's pre-training batches (see the module docstring for the steps and the batch).
 

@@ -21,7 +21,7 @@ from ferkeras.models.heads import va_regressor
 
 @pytest.fixture(scope="module")
 def avce():
-    model = AVCEModel("resnet18", (64, 64, 3), width=8)  # 2 x 2 feature map
+    model = AVCEModel("resnet18", (64, 64, 3), width=16)  # 2 x 2 feature map
     images = np.random.default_rng(0).uniform(0, 1, (3, 64, 64, 3)).astype("float32")
     return model, images
 

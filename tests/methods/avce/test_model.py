@@ -24,7 +24,7 @@ SHAPE = (32, 32, 3)
 
 
 def small_model(**kwargs):
-    return AVCEModel("resnet18", SHAPE, width=8, **kwargs)
+    return AVCEModel("resnet18", SHAPE, width=16, **kwargs)
 
 
 def sgd_compile(model, main=0.0, dis=0.0, head=0.0):
