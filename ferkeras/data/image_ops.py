@@ -25,6 +25,15 @@ def decode_image(data):
     return image
 
 
+def _box_or_image(box, height, width):
+    """``(box, valid)``: ``box`` (x0, y0, x1, y1) as float32, or the whole ``height`` x ``width`` image when it has a
+    NaN or is empty ("no box"); ``valid`` says which."""
+    box = tf.cast(box, tf.float32)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    valid = tf.reduce_all(tf.math.is_finite(box)) & (box[2] > box[0]) & (box[3] > box[1])
+    return tf.where(valid, box, tf.stack([0.0, 0.0, w, h])), valid
+
+
 def square_crop_box(box, height, width, margin: float):
     """The square region (x0, y0, x1, y1) to cut: ``box`` centred, side = longer side x (1 + 2 margin).
 
@@ -33,10 +42,7 @@ def square_crop_box(box, height, width, margin: float):
     which the shard writer uses.  A box with any NaN (or empty) means "no box": the square
     around the whole image, ``(0, 0, width, height)`` centred - padded, never stretched.
     """
-    box = tf.cast(box, tf.float32)
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    valid = tf.reduce_all(tf.math.is_finite(box)) & (box[2] > box[0]) & (box[3] > box[1])
-    box = tf.where(valid, box, tf.stack([0.0, 0.0, w, h]))
+    box, valid = _box_or_image(box, height, width)
     m = tf.where(valid, margin, 0.0)
     cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
     half = tf.maximum(box[2] - box[0], box[3] - box[1]) * (0.5 + m)
@@ -47,10 +53,8 @@ def visible_face_size(box, height, width):
     """(width, height) in pixels of the part of ``box`` (x0, y0, x1, y1) inside a ``height`` x ``width`` image;
     the whole image when ``box`` has a NaN or is empty ("no box", as in :func:`square_crop_box`).  0 when the box
     lies outside the image."""
-    box = tf.cast(box, tf.float32)
+    box, _ = _box_or_image(box, height, width)
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    valid = tf.reduce_all(tf.math.is_finite(box)) & (box[2] > box[0]) & (box[3] > box[1])
-    box = tf.where(valid, box, tf.stack([0.0, 0.0, w, h]))
     visible_w = tf.minimum(box[2], w) - tf.maximum(box[0], 0.0)
     visible_h = tf.minimum(box[3], h) - tf.maximum(box[1], 0.0)
     return tf.maximum(visible_w, 0.0), tf.maximum(visible_h, 0.0)
