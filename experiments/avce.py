@@ -45,13 +45,19 @@ _OWN_FLAGS = [
     flags.DEFINE_enum("backbone", "resnet18", ("alexnet", "resnet18"), "Encoder E (trained from scratch)."),
     flags.DEFINE_integer("width", 16, "resnet18 only: stem width (64 = the standard ResNet-18 of the paper)."),
     flags.DEFINE_enum("sparsemax", "closed_form", ("closed_form", "ecos"), "How Sp(z) (Eq. 6) is computed: the "
-                      "closed form, or cvxpy + ECOS through tf.py_function (the authors' way; slow)."),
+                      "closed form, or cvxpy + ECOS through tf.py_function (the paper's solver, one batched problem; slow)."),
     flags.DEFINE_enum("contrastive", "avce", ("avce", "infonce", "barlow_twins", "none"), "Contrastive term: "
                       "L_AVCE (Eq. 2), the Table 4 ablations, or none (with --nouse_dis: L_AV alone, the paper's "
                       "baseline)."),
     flags.DEFINE_enum("similarity", "f", ("f", "f1", "f2"), "Emotion-aware similarity: f (Eq. 4) or f1 / f2 "
                       "(Eq. 5)."),
     flags.DEFINE_bool("use_dis", True, "Second pass with L_dis (Eq. 8); --nouse_dis is the 'w/o L_dis' ablation."),
+    flags.DEFINE_enum("compressor", "gap", ("gap", "flatten"), "Compressor C: gap = average pooling + FC (the "
+                      "paper, Sec. 3.2); flatten = adaptive average pooling to 6x6, flatten + FC (the authors' code)."),
+    flags.DEFINE_float("contrastive_weight", 1.0, "w in L_main = L_AV + w * L_contrastive: 1 in Algorithm 1 (the "
+                       "paper, default); the authors' code uses 1e-4."),
+    flags.DEFINE_enum("regression_loss", "rmse", ("rmse", "mse"), "Regression term of L_AV: rmse = L_RMSE (the "
+                      "paper, Sec. 4.2); mse = MSE_v + MSE_a (the authors' code). PCC and CCC terms alike."),
     flags.DEFINE_bool("head_batch_norm", False, "Batch normalisation in R, H, H1 (as the paper says; the authors' "
                       "code has none)."),
     flags.DEFINE_float("lr", 1e-4, "Adam learning rate of E, C, R (paper: 1e-4)."),
@@ -71,7 +77,7 @@ _OWN_FLAGS = [
 _FLAGS = _OWN_FLAGS + common.define_shared_flags(DATASETS, augment="flip")
 BOUNDS = dict(width=common.AT_LEAST_1, lr=common.POSITIVE, head_lr=common.POSITIVE, lr_first=common.AT_LEAST_0,
               lr_every=common.AT_LEAST_1, lr_factor=common.Bound(0, 1, low_open=True), iterations=common.AT_LEAST_1,
-              cam_images=common.AT_LEAST_0, cam_every=common.AT_LEAST_0)
+              cam_images=common.AT_LEAST_0, cam_every=common.AT_LEAST_0, contrastive_weight=common.AT_LEAST_0)
 """The ranges of this binary's own numeric flags (the shared ones: :data:`experiments.common.SHARED_BOUNDS`)."""
 
 
@@ -94,14 +100,22 @@ def check(s):
     if s["contrastive"] == "barlow_twins" and s["similarity"] != "f":
         raise app.UsageError(f"--similarity={s['similarity']} has no effect with --contrastive=barlow_twins (it "
                              "compares embeddings, not similarities); leave --similarity at its default")
+    if s["contrastive"] == "none" and s["contrastive_weight"] != 1.0:
+        raise app.UsageError(f"--contrastive_weight={s['contrastive_weight']:g} has no effect with "
+                             "--contrastive=none (L_AV alone); leave it at its default")
     if s["sparsemax"] == "ecos" and s["strategy"] == "multi_worker":
         raise app.UsageError("--sparsemax=ecos runs in tf.py_function on each host and is tested with "
                              "--strategy=default or mirrored only, not --strategy=multi_worker")
 
 
 def run_name(s) -> str:
-    """``avce-<backbone>-<dataset>-<contrastive>[-<similarity>][-nodis]``: the run directory's prefix."""
+    """``avce-<backbone>-<dataset>-<contrastive>[-<similarity>][-w<weight>][-flatten][-mse][-nodis]``: the run
+    directory's prefix (the settings that differ from the paper's are named)."""
     variant = s["contrastive"] + (f"-{s['similarity']}" if s["contrastive"] in ("avce", "infonce") else "")
+    if s["contrastive"] != "none" and s["contrastive_weight"] != 1.0:
+        variant += f"-w{s['contrastive_weight']:g}"
+    variant += "-flatten" if s["compressor"] == "flatten" else ""
+    variant += "-mse" if s["regression_loss"] == "mse" else ""
     variant += "" if s["use_dis"] else "-nodis"
     return f"avce-{s['backbone']}-{s['dataset']}-{variant}"
 
@@ -147,8 +161,7 @@ def run(s):
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(s["seed"])
-    if s["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    training.set_precision(s["mixed_precision"])  # before any layer is built
     run_dir = common.run_directory(s, run_name(s))
     run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})
     logging.info("run directory: %s", run_dir.path)
@@ -169,7 +182,9 @@ def run(s):
         model = AVCEModel(
             s["backbone"], (s["image_size"], s["image_size"], 3), sparsemax_method=s["sparsemax"],
             contrastive=s["contrastive"], similarity=s["similarity"], use_dis=s["use_dis"],
-            head_batch_norm=s["head_batch_norm"], width=s["width"] if s["backbone"] == "resnet18" else 64)
+            head_batch_norm=s["head_batch_norm"], width=s["width"] if s["backbone"] == "resnet18" else 64,
+            compressor=s["compressor"], contrastive_weight=s["contrastive_weight"],
+            regression_loss=s["regression_loss"])
 
         def schedule(lr):
             return AVCEStepSchedule(lr, first=s["lr_first"], every=s["lr_every"], factor=s["lr_factor"])
@@ -177,8 +192,9 @@ def run(s):
         model.compile(optimizer=keras.optimizers.Adam(schedule(s["lr"])),
                       head_optimizer=keras.optimizers.SGD(schedule(s["head_lr"])),
                       metrics=[fm.CCC(0), fm.CCC(1), fm.CCC(), fm.PCC(), fm.RMSE(), fm.SAGR()], jit_compile=False)
-    logging.info("model: AVCE %s (%s, %s%s, sparsemax %s), %s trainable parameters", s["backbone"],
-                 s["contrastive"], s["similarity"], ", L_dis" if s["use_dis"] else "", s["sparsemax"],
+    logging.info("model: AVCE %s (%s x %g, %s%s, sparsemax %s, compressor %s, L_AV with %s), %s trainable "
+                 "parameters", s["backbone"], s["contrastive"], s["contrastive_weight"], s["similarity"],
+                 ", L_dis" if s["use_dis"] else "", s["sparsemax"], s["compressor"], s["regression_loss"],
                  f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,}")
 
     cam_faces = _held_out_faces(data.test, s["cam_images"]) if s["cam_images"] else None

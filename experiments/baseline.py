@@ -78,8 +78,7 @@ def run(s):
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(s["seed"])
-    if s["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    training.set_precision(s["mixed_precision"])  # before any layer is built
     outputs = check_task(s["task"])
     run_dir = common.run_directory(s, f"baseline-{s['backbone']}-{s['dataset']}-{s['task']}")
     run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})  # the settings that ran

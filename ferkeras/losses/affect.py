@@ -19,13 +19,16 @@ Conventions shared by every function here:
   variance: its PCC and CCC are 0 (their loss terms 1, with zero gradient).
 * ``sample_weight`` (``(B,)``, non-negative) is a frequency weight in the batch moments.
 * Moments are population (ddof 0) moments, as in the CCC definition Shu et al. use (Lin 1989).
-* ``epsilon`` (default :data:`EPSILON` = 1e-8) keeps every term finite and differentiable when predictions are
-  identical across the batch or exactly right: RMSE = ``sqrt(MSE + eps)``, PCC = ``cov / sqrt((var_t + eps)
-  (var_p + eps))``, CCC = ``2 cov / (var_t + var_p + (m_t - m_p)^2 + eps)``.  For VA labels in [-1, 1] (variances
-  ~1e-2..1e-1) this changes the values by < 1e-6.
+* ``epsilon`` (default :data:`EPSILON` = 1e-8) is a floor, never added to anything: a PCC denominator
+  ``std_t * std_p`` or a CCC denominator ``var_t + var_p + (m_t - m_p)^2`` at or below it counts as zero variance
+  and gives PCC / CCC 0 with zero gradient.  Above the floor the statistics are the textbook ones exactly, so an
+  untrained regressor whose predictions barely vary (standard deviation 1e-6) still gets its true PCC and CCC.
+  RMSE is ``sqrt(MSE)`` with gradient 0 at MSE = 0 (its gradient elsewhere is bounded by ``1 / sqrt(n)``).
 
 L_RMSE is the mean of the per-column RMSEs, mirroring the per-column average of L_PCC and L_CCC; the paper does not
-spell it out.  The authors' code sums the two RMSEs instead: ``AffectLoss(rmse_weight=2.0)`` reproduces that.
+spell it out.  The authors' published code does not train on RMSE at all: its regression term is
+``MSE_v + MSE_a`` (two mean squared errors, summed).  ``AffectLoss(rmse_weight=0, mse_weight=2)`` (L_MSE is the
+mean of the per-column MSEs) gives that term; :data:`AUTHORS_MSE` names the setting.
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ from keras import ops
 from ferkeras.losses.reduction import scale_for_replicas
 
 EPSILON = 1e-8
-"""Added to the denominators / under the square root of the batch statistics (module docstring)."""
+"""The floor under which a PCC / CCC denominator counts as zero variance (module docstring)."""
+
+AUTHORS_MSE = dict(rmse_weight=0.0, mse_weight=2.0)
+"""``AffectLoss(**AUTHORS_MSE)``: the authors' code's regression term MSE_v + MSE_a in place of the paper's L_RMSE
+(PCC and CCC terms as in the paper)."""
 
 def _prepare(y_true, y_pred, sample_weight):
     """Columns ``(B, K)`` in a float dtype (>= float32), NaN labels and zero weights masked; weights ``(B, K)``."""
@@ -61,23 +68,41 @@ def _prepare(y_true, y_pred, sample_weight):
     return ops.where(keep, y_true, 0.0), ops.where(keep, y_pred, 0.0), w
 
 
+def _guarded_ratio(numerator, denominator, floor):
+    """``numerator / denominator`` where ``denominator > floor``, else 0 with zero gradient (no NaN through the
+    unselected branch)."""
+    ok = denominator > floor
+    return ops.where(ok, numerator / ops.where(ok, denominator, 1.0), 0.0)
+
+
 def _column_terms(y_true, y_pred, sample_weight, epsilon):
-    """Per-column ``rmse``, ``pcc``, ``ccc`` (each ``(K,)``) and the column weights (1 if labelled in the batch)."""
+    """Per-column ``mse``, ``rmse``, ``pcc``, ``ccc`` (each ``(K,)``) and the column weights (1 if labelled)."""
     t, p, w = _prepare(y_true, y_pred, sample_weight)
     n = ops.sum(w, axis=0)
     has_labels = n > 0
     safe_n = ops.where(has_labels, n, 1.0)
     m_t = ops.sum(w * t, axis=0) / safe_n
     m_p = ops.sum(w * p, axis=0) / safe_n
-    d_t, d_p = t - m_t, p - m_p
+    # Corrected two-pass moments: re-centre by the mean residual, so that the rounding error of m (float32, mean
+    # 0.1 with spread 1e-6) does not inflate a tiny variance.
+    r_t = ops.sum(w * (t - m_t), axis=0) / safe_n
+    r_p = ops.sum(w * (p - m_p), axis=0) / safe_n
+    d_t, d_p = (t - m_t) - r_t, (p - m_p) - r_p
+    mean_gap = (m_t - m_p) + (r_t - r_p)
     var_t = ops.sum(w * d_t * d_t, axis=0) / safe_n
     var_p = ops.sum(w * d_p * d_p, axis=0) / safe_n
     cov = ops.sum(w * d_t * d_p, axis=0) / safe_n
     mse = ops.sum(w * ops.square(p - t), axis=0) / safe_n
+    positive = mse > 0
+    # std_t * std_p > epsilon  <=>  var_t * var_p > epsilon^2 (no square root of zero on the gradient path)
+    var_product = var_t * var_p
+    pcc_ok = var_product > epsilon * epsilon
+    pcc = ops.where(pcc_ok, cov / ops.sqrt(ops.where(pcc_ok, var_product, 1.0)), 0.0)
     terms = {
-        "rmse": ops.sqrt(mse + epsilon),
-        "pcc": cov / ops.sqrt((var_t + epsilon) * (var_p + epsilon)),
-        "ccc": 2.0 * cov / (var_t + var_p + ops.square(m_t - m_p) + epsilon),
+        "mse": mse,
+        "rmse": ops.where(positive, ops.sqrt(ops.where(positive, mse, 1.0)), 0.0),
+        "pcc": pcc,
+        "ccc": _guarded_ratio(2.0 * cov, var_t + var_p + ops.square(mean_gap), epsilon),
     }
     return terms, ops.cast(has_labels, t.dtype)
 
@@ -104,11 +129,20 @@ def ccc_loss(y_true, y_pred, sample_weight=None, epsilon=EPSILON):
     return _column_mean(1.0 - terms["ccc"], col_w)
 
 
+def mse_loss(y_true, y_pred, sample_weight=None, epsilon=EPSILON):
+    """L_MSE: mean over columns of the batch MSE ``mean((yhat - y)^2)`` (the authors' code sums the two columns'
+    MSEs, i.e. ``2 L_MSE``; module docstring)."""
+    terms, col_w = _column_terms(y_true, y_pred, sample_weight, epsilon)
+    return _column_mean(terms["mse"], col_w)
+
+
 def affect_loss(y_true, y_pred, sample_weight=None, rmse_weight=1.0, pcc_weight=0.5, ccc_weight=0.5,
-                epsilon=EPSILON):
-    """L_AV = rmse_weight L_RMSE + pcc_weight L_PCC + ccc_weight L_CCC; defaults 1, 1/2, 1/2: Kim & Song Sec. 4.2."""
+                epsilon=EPSILON, *, mse_weight=0.0):
+    """L_AV = rmse_weight L_RMSE + pcc_weight L_PCC + ccc_weight L_CCC (+ mse_weight L_MSE); defaults 1, 1/2, 1/2
+    (and 0): Kim & Song Sec. 4.2.  ``rmse_weight=0, mse_weight=2`` is the authors' code (:data:`AUTHORS_MSE`)."""
     terms, col_w = _column_terms(y_true, y_pred, sample_weight, epsilon)
     return (rmse_weight * _column_mean(terms["rmse"], col_w)
+            + mse_weight * _column_mean(terms["mse"], col_w)
             + pcc_weight * _column_mean(1.0 - terms["pcc"], col_w)
             + ccc_weight * _column_mean(1.0 - terms["ccc"], col_w))
 
@@ -118,16 +152,18 @@ class AffectLoss(keras.losses.Loss):
     """Keras loss for L_AV (:func:`affect_loss`, Kim & Song Sec. 4.2) on ``(B, 2)`` [valence, arousal] outputs.
 
     ``AffectLoss()`` is the paper's L_AV; ``AffectLoss(rmse_weight=0, pcc_weight=0, ccc_weight=1)`` is the CCC loss
-    of SSL-FER.  The loss is a batch statistic: ``sample_weight`` enters the batch moments as a frequency weight,
+    of SSL-FER; ``AffectLoss(**AUTHORS_MSE)`` trains on MSE_v + MSE_a instead of L_RMSE, as AVCE's published code
+    does.  The loss is a batch statistic: ``sample_weight`` enters the batch moments as a frequency weight,
     and there is no per-sample reduction (``reduction`` is not a parameter).  Under ``tf.distribute`` each replica
     computes L_AV on its part of the batch, and ``__call__`` divides it by the replicas in sync
     (:func:`ferkeras.losses.reduction.scale_for_replicas`); ``call`` returns it unscaled.
     """
 
     def __init__(self, rmse_weight=1.0, pcc_weight=0.5, ccc_weight=0.5, epsilon=EPSILON, name="affect_loss",
-                 dtype=None):
+                 dtype=None, mse_weight=0.0):
         super().__init__(name=name, dtype=dtype)
-        for what, value in (("rmse_weight", rmse_weight), ("pcc_weight", pcc_weight), ("ccc_weight", ccc_weight)):
+        for what, value in (("rmse_weight", rmse_weight), ("pcc_weight", pcc_weight), ("ccc_weight", ccc_weight),
+                            ("mse_weight", mse_weight)):
             if value < 0:
                 raise ValueError(f"AffectLoss {what} must be >= 0, got {value}")
         if epsilon <= 0:
@@ -135,20 +171,24 @@ class AffectLoss(keras.losses.Loss):
         self.rmse_weight = float(rmse_weight)
         self.pcc_weight = float(pcc_weight)
         self.ccc_weight = float(ccc_weight)
+        self.mse_weight = float(mse_weight)
         self.epsilon = float(epsilon)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self.name):
             loss = affect_loss(ops.cast(y_true, self.dtype), ops.cast(y_pred, self.dtype), sample_weight,
-                               self.rmse_weight, self.pcc_weight, self.ccc_weight, self.epsilon)
+                               self.rmse_weight, self.pcc_weight, self.ccc_weight, self.epsilon,
+                               mse_weight=self.mse_weight)
             return scale_for_replicas(loss)
 
     def call(self, y_true, y_pred):
-        return affect_loss(y_true, y_pred, None, self.rmse_weight, self.pcc_weight, self.ccc_weight, self.epsilon)
+        return affect_loss(y_true, y_pred, None, self.rmse_weight, self.pcc_weight, self.ccc_weight, self.epsilon,
+                           mse_weight=self.mse_weight)
 
     def get_config(self):
         config = {"name": self.name, "dtype": self.dtype, "rmse_weight": self.rmse_weight,
-                  "pcc_weight": self.pcc_weight, "ccc_weight": self.ccc_weight, "epsilon": self.epsilon}
+                  "pcc_weight": self.pcc_weight, "ccc_weight": self.ccc_weight, "mse_weight": self.mse_weight,
+                  "epsilon": self.epsilon}
         return config
 
     @classmethod

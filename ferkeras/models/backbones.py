@@ -156,7 +156,8 @@ def alexnet(input_shape=(224, 224, 3), pooling: Optional[str] = None, name: str 
     AlexNet"; channels 64-192-384-256-256 as in the authors' code, see
     docs/papers.md): conv 11x11/4 (pad 2) -> max-pool 3/2 -> conv 5x5
     -> max-pool 3/2 -> three 3x3 convs -> max-pool 3/2, ReLU after every conv.
-    A 224 input gives a 6x6x256 map (the 9216 values AVCE's compressor reads).
+    A 224 input gives a 6x6x256 map. AVCE's compressor C averages it to 256 values (the paper, Sec. 3.2); the
+    authors' code flattens its 9216 values instead (``AVCEModel(compressor="flatten")``).
     Pixels in [0, 1] are mapped to [-1, 1] inside.
     """
     shape = _check_input_shape(input_shape, min_input_size("alexnet"), name)

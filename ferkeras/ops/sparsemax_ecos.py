@@ -193,7 +193,8 @@ def _sparsemax_ecos_with_grad(z):
 
 
 def sparsemax_ecos(z):
-    """Sparsemax of `z` by cvxpy + ECOS inside the TF graph (AVCE's Sp, Eq. 6, the authors' way); training only.
+    """Sparsemax of `z` by cvxpy + ECOS inside the TF graph (AVCE's Sp, Eq. 6, by the paper's solver, on one batched
+    problem); training only.
 
     Same contract as :func:`ferkeras.ops.sparsemax.sparsemax` (last axis, any leading dims, half precision computed
     in float32, gradient = sparsemax Jacobian with support p > `support_threshold(z)`), but the forward pass is the

@@ -106,6 +106,8 @@ def test_bad_flags_give_clear_errors(args, message):
     (["--lr=-1"], "--lr must be > 0, got -1.0"),
     (["--cam_methods=cam,lime"], "unknown ['lime']"),
     (["--dataset=affwild", "--data_root=/nonexistent/affwild"], "--data_root=/nonexistent/affwild"),
+    (["--contrastive_weight=-0.5"], "--contrastive_weight must be >= 0, got -0.5"),
+    (["--contrastive=none", "--nouse_dis", "--contrastive_weight=0.1"], "--contrastive_weight=0.1 has no effect"),
 ])
 def test_check_names_the_bad_value(args, message):
     from absl import app
@@ -158,4 +160,31 @@ def test_run_name_and_smoke_overrides():
     assert np.isclose(s["lr"], 1e-4)
     assert avce.run_name(_parse("--contrastive=avce", "--similarity=f2", "--nouse_dis")) == \
         "avce-resnet18-synthetic-avce-f2-nodis"
+    assert avce.run_name(_parse("--contrastive_weight=1e-4", "--compressor=flatten", "--regression_loss=mse")) == \
+        "avce-resnet18-synthetic-avce-f-w0.0001-flatten-mse"
     FLAGS.unparse_flags()
+
+
+@pytest.mark.slow
+def test_authors_settings_run_end_to_end(tmp_path):
+    """--compressor=flatten --contrastive_weight=1e-4 --regression_loss=mse: the binary trains the model they name
+    (checked on the saved checkpoint) and records them."""
+    import keras
+
+    s = _parse(f"--flagfile={SMOKE}", f"--out_dir={tmp_path}", "--verbose=0", "--cam_images=0",
+               "--compressor=flatten", "--contrastive_weight=1e-4", "--regression_loss=mse")
+    avce.check(s)
+    try:
+        result, path = avce.run(s)
+    finally:
+        FLAGS.unparse_flags()
+    assert os.path.basename(path).startswith("avce-resnet18-synthetic-avce-f-w0.0001-flatten-mse-")
+    with open(os.path.join(path, "result.json")) as f:
+        saved = json.load(f)
+    assert (saved["flags"]["compressor"], saved["flags"]["contrastive_weight"], saved["flags"]["regression_loss"]) \
+        == ("flatten", 1e-4, "mse")
+    assert math.isfinite(saved["metrics"]["mean_ccc"])
+    model = keras.saving.load_model(os.path.join(path, "checkpoints", "best.keras"), compile=False)
+    assert model.compressor_kind == "flatten" and model.contrastive_weight == 1e-4
+    assert model.regression_loss == "mse" and model.av_loss.mse_weight == 2.0
+    assert model.compressor.get_layer("fc").kernel.shape[0] == 36 * model.encoder.output.shape[-1]

@@ -1,4 +1,5 @@
-"""experiments/baseline.py end to end (smoke flagfile, subprocess) and its flag errors."""
+"""experiments/baseline.py end to end (smoke flagfile, subprocess), the same run with two worker processes (the smoke
+run is its single-process reference), and its flag errors."""
 
 import json
 import math
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from tests.experiments import multi_worker as mw
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/experiments/ -> repo
 BINARY = os.path.join(REPO, "experiments", "baseline.py")
@@ -75,6 +77,23 @@ def test_saved_flagfile_parses_back(smoke_run):
     proc = _run(f"--flagfile={os.path.join(path, 'flags.cfg')}", "--epochs=0", "--nosmoke")
     assert proc.returncode != 0
     assert "--epochs must be >= 1, got 0" in proc.stderr
+
+
+@pytest.mark.timeout(mw.TIMEOUT + 300)
+def test_two_workers_from_raw_files_match_the_smoke_run(smoke_run, tmp_path):
+    """The smoke command under --strategy=multi_worker on two worker processes (tests/experiments/multi_worker.py):
+    the chief's held-out metrics equal the smoke run's (the single-process reference: same flags) within
+    the tolerance."""
+    flags = [f"--flagfile={SMOKE}"]
+    workers, _ = mw.workers(BINARY, flags, tmp_path / "runs", tmp_path, "raw")
+    mw.run_all(workers)
+    _, result = mw.one_run(tmp_path / "runs")
+    with open(os.path.join(smoke_run[0], "result.json")) as f:
+        reference = json.load(f)
+    assert result["flags"]["strategy"] == "multi_worker" and not result["flags"]["shards"]
+    assert reference["flags"]["strategy"] == "default"
+    mw.check_against_reference(result, reference)
+    mw.assert_non_chief_directory_was_temporary(workers, tmp_path)
 
 
 @pytest.mark.parametrize("args, message", [

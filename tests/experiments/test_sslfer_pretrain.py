@@ -1,5 +1,7 @@
 """experiments/sslfer_pretrain.py end to end (smoke flagfile through the real binary, its encoder evaluated by
-experiments/linear_eval.py), its flag errors, and the parsing of every experiments/configs/sslfer_*.cfg.
+experiments/linear_eval.py, the same run with two worker processes), its flag errors, and the parsing of every
+experiments/configs/sslfer_*.cfg.  The training stream's restart and a run on VoxCeleb1's layout:
+test_sslfer_pretrain_data.py.
 
 Everything runs the binary (or imports it) in a subprocess: the binaries define the same absl flags, so two of them
 cannot be imported into one test process."""
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from tests.experiments import multi_worker as mw
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/experiments/ -> repo
 BINARY = os.path.join(REPO, "experiments", "sslfer_pretrain.py")
@@ -103,6 +106,23 @@ def test_encoder_file_is_the_checkpoints_encoder(smoke_run):
     a, b = np.asarray(bare(images, training=False)), np.asarray(from_run(images, training=False))
     assert a.shape == (4, 128) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.timeout(mw.TIMEOUT + 300)
+def test_two_workers_match_the_smoke_run(smoke_run, tmp_path):
+    """The smoke command under --strategy=multi_worker on two worker processes (tests/experiments/multi_worker.py):
+    the chief's probe scores equal the smoke run's (the single-process reference: same flags; the workers draw no
+    Grad-CAM figure, made after the probe is scored) within the tolerance."""
+    workers, _ = mw.workers(BINARY, [f"--flagfile={SMOKE}", "--saliency_images=0"], tmp_path / "runs", tmp_path,
+                            "sslfer")
+    mw.run_all(workers)
+    _, result = mw.one_run(tmp_path / "runs")
+    with open(os.path.join(smoke_run[0], "result.json")) as f:
+        reference = json.load(f)
+    assert result["iterations"] == reference["iterations"] == 2
+    assert result["flags"]["strategy"] == "multi_worker" and reference["flags"]["strategy"] == "default"
+    mw.check_against_reference(result, reference, mw.SSLFER_CHECKED)
+    mw.assert_non_chief_directory_was_temporary(workers, tmp_path)
 
 
 def test_linear_eval_evaluates_the_pretrained_encoder(smoke_run, tmp_path):
@@ -203,69 +223,3 @@ def test_every_flagfile_parses_and_checks(parsed_configs):
     smoke = parsed_configs["sslfer_smoke.cfg"]
     assert (smoke["image_size"], smoke["width"], smoke["steps"], smoke["batch_size"], smoke["epochs"]) == \
         (32, 16, 2, 16, 1)
-
-
-STREAM_SCRIPT = r"""
-import json, sys
-import numpy as np
-from absl import flags
-from experiments import sslfer_pretrain as binary
-flags.FLAGS(["sslfer_pretrain.py", "--flagfile=" + sys.argv[1]])
-s = binary.settings()
-table, _, _ = binary.track_tables(s)
-
-def batches(start, n):
-    sampler = binary.view_sampler(s, table, s["seed"])
-    return [b for b in binary.pretraining_data(s, sampler, epochs=None).skip(start).take(n)]
-
-full, resumed = batches(0, 5), batches(3, 2)
-same = all(np.array_equal(np.asarray(a[0][k]), np.asarray(b[0][k]))
-           for a, b in zip(full[3:], resumed, strict=True) for k in a[0])
-views, labels = full[0]
-print(json.dumps({"same": bool(same), "differ": not np.array_equal(full[0][0]["anchor"], full[1][0]["anchor"]),
-                  "views": sorted(views), "labels": sorted(labels),
-                  "shapes": {k: list(v.shape) for k, v in views.items()}}))
-"""
-
-
-def test_training_stream_restarts_exactly_at_any_step():
-    """What an exact mid-epoch resume needs: the stream rebuilt from step k (FaceSwap draws and augmentation
-    included) is the full stream without its first k batches; batches come as (views, labels) for Keras."""
-    proc = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, SMOKE], capture_output=True, text=True, timeout=600,
-                          env=helpers.script_env(), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["same"] and out["differ"]
-    assert out["views"] == ["anchor", "hard_negatives", "parts", "parts_valid", "positive"]
-    assert out["labels"] == ["expression", "identity", "track", "va"]
-    assert out["shapes"]["anchor"] == [16, 32, 32, 3] and out["shapes"]["hard_negatives"] == [16, 1, 32, 32, 3]
-    assert out["shapes"]["parts"] == [16, 2, 32, 32, 3]  # --smoke: batches of 16
-
-
-def test_voxceleb1_layout_end_to_end(tmp_path):
-    """--dataset=voxceleb1 on frames written in VoxCeleb1's layout (<identity>/<video>/<clip>/<frame>.jpg, two of
-    them corrupt): no labels (no probe), no landmarks - FaceSwap's dlib finds no face in the small synthetic frames
-    and every drawn swap falls back, the landmark masking skips every face - and all of it is counted."""
-    from ferkeras.data.synthetic import formats
-
-    root = tmp_path / "voxceleb1"
-    formats.write_voxceleb1(root, num=200, seed=0, bad_rows=2, size=64, frames_per_clip=20)
-    out = tmp_path / "runs"
-    proc = _run(BINARY, f"--flagfile={SMOKE}", "--dataset=voxceleb1", f"--data_root={root}", f"--out_dir={out}",
-                "--checkpoint=last")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "SSL-FER pre-training (timeaug+hardneg+faceswap+maskfn) on voxceleb1" in proc.stdout
-    (run,) = os.listdir(out)
-    assert run.startswith("sslfer-resnet18-voxceleb1-")
-    result = json.load(open(os.path.join(out, run, "result.json")))
-    assert result["metrics"] == {} and result["probe"].startswith("no probe")
-    assert result["data"]["reader_skipped"] == {"corrupt image": 2}
-    train, details = result["data"]["train"], result["data_details"]["train"]
-    assert train["tracks_used"] == 10 and train["tracks_skipped"] == 0  # 10 clips of about 4.6 s
-    assert train["face_swap_swapped"] + train["face_swap_fallbacks"] == details["face swap drawn"] > 0
-    assert train["masking_without_landmarks"] > 0
-    assert result["figures"]["saliency"]["scores"] == ["self"]  # no probe: the self-similarity score only
-    assert os.path.isfile(os.path.join(out, run, "encoder.keras"))
-    # --checkpoint=last: best.json describes what checkpoints/best.keras now holds, the last epoch
-    record = json.load(open(os.path.join(out, run, "checkpoints", "best.json")))
-    assert record["kept"] == "last" and record["epoch"] == 1 and record["monitor"] is None

@@ -148,3 +148,69 @@ def test_compile_evaluate_reports_the_loss():
     got = model.evaluate(x, y, batch_size=32, verbose=0)
     np.testing.assert_allclose(got, float(affect_loss(y, model(x))), rtol=1e-5)
     np.testing.assert_allclose(got, np_l_av(y.astype("float64"), model(x).numpy().astype("float64"))[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype, atol", [("float64", 1e-9), ("float32", 2e-6)])
+@pytest.mark.parametrize("std", [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+def test_near_constant_predictions_keep_their_true_correlations(std, dtype, atol):
+    """An untrained regressor's predictions barely vary: PCC and CCC must be the textbook values (NumPy, float64,
+    on the same input values), not pulled towards 0 by a regulariser. The old ``+ eps`` in the PCC denominator
+    gave L_PCC = 0.48 at std 1e-4 instead of ~0."""
+    rng = np.random.default_rng(int(-np.log10(std)))
+    t = rng.uniform(-1, 1, (64, 2))
+    p = (0.1 + std * (t + rng.normal(0, 0.5, t.shape))).astype(dtype)
+    t = t.astype(dtype)
+    t64, p64 = t.astype("float64"), p.astype("float64")
+    assert np.std(p64, axis=0).min() > 0.5 * std
+    want_pcc = 1 - np.mean([numpy_ref.pcc(t64, p64, k) for k in (0, 1)])
+    want_ccc = 1 - np.mean([numpy_ref.ccc(t64, p64, k) for k in (0, 1)])
+    assert want_pcc < 0.4  # correlated predictions: a regularised PCC (-> 0) would give a loss near 1
+    np.testing.assert_allclose(float(pcc_loss(t, p)), want_pcc, rtol=0, atol=atol)
+    np.testing.assert_allclose(float(ccc_loss(t, p)), want_ccc, rtol=0, atol=atol)
+    np.testing.assert_allclose(float(rmse_loss(t, p)), np.mean([numpy_ref.rmse(t64, p64, k) for k in (0, 1)]),
+                               rtol=1e-6 if dtype == "float64" else 1e-5)
+    # and the gradient is the true one (central differences in float64)
+    if dtype == "float64":
+        value, grad = grad_of(pcc_loss, t, p)
+        h = std * 1e-3
+        for idx in [(0, 0), (5, 1), (63, 0)]:
+            d = np.zeros_like(p)
+            d[idx] = h
+            num = (float(pcc_loss(t, p + d)) - float(pcc_loss(t, p - d))) / (2 * h)
+            np.testing.assert_allclose(grad[idx], num, rtol=1e-4)
+
+
+def test_zero_variance_counts_as_no_correlation_with_zero_gradient():
+    """Below the floor (``epsilon``: std_t * std_p, or the CCC denominator) PCC / CCC are 0, with zero gradient, and
+    RMSE of perfect predictions is exactly 0 with zero gradient: no NaN anywhere."""
+    t, _ = data((8, 2), seed=6, mask=False)
+    p = np.full_like(t, 0.3)
+    p[:, 1] += 1e-12 * np.arange(8)  # std 2.3e-12: std_t * std_p < 1e-8
+    value, grad = grad_of(pcc_loss, t, p)
+    assert value == 1.0 and np.all(grad == 0)
+    value, grad = grad_of(rmse_loss, t, t.copy())
+    assert value == 0.0 and np.all(grad == 0)
+    value, grad = grad_of(ccc_loss, np.full_like(t, 0.3), np.full_like(t, 0.3))
+    assert value == 1.0 and np.all(np.isfinite(grad))
+    # a larger floor switches PCC off earlier
+    assert float(pcc_loss(t, t * 1e-3 + 0.3)) < 1e-6
+    assert float(pcc_loss(t, t * 1e-3 + 0.3, epsilon=1e-2)) == 1.0
+
+
+@pytest.mark.parametrize("shape", [(5, 2), (64, 2), (9, 3)])
+def test_authors_mse_variant(shape):
+    """The authors' code trains on MSE_v + MSE_a in place of L_RMSE: ``AffectLoss(**AUTHORS_MSE)``."""
+    from ferkeras.losses import AUTHORS_MSE, mse_loss
+
+    t, p = data(shape, seed=7)
+    cols = [k for k in range(shape[1]) if np.isfinite(t[:, k]).any()]
+    mse_sum = sum(numpy_ref.rmse(t, p, k) ** 2 for k in cols)
+    _, _, l_pcc, l_ccc = np_l_av(t, p)
+    np.testing.assert_allclose(float(mse_loss(t, p)), mse_sum / len(cols), rtol=1e-10)
+    loss = AffectLoss(**AUTHORS_MSE)
+    # two columns (valence, arousal): exactly MSE_v + MSE_a; K columns: 2 / K times their sum
+    np.testing.assert_allclose(float(loss(t, p)), 2 * mse_sum / len(cols) + 0.5 * l_pcc + 0.5 * l_ccc, rtol=1e-6)
+    clone = helpers.assert_config_roundtrip(loss)
+    assert clone.mse_weight == 2.0 and clone.rmse_weight == 0.0
+    with pytest.raises(ValueError, match="mse_weight"):
+        AffectLoss(mse_weight=-1)

@@ -47,9 +47,12 @@ from ferkeras.methods.avce.losses import (
     unpack_views,
 )
 from ferkeras.methods.avce.model import (
+    COMPRESSORS,
     CONTRASTIVE,
+    FLATTEN_GRID,
     LATENT_DIM,
     METRIC_DIM,
+    REGRESSION_LOSSES,
     SIMILARITIES,
     AVCEModel,
     AVCEStepSchedule,
@@ -73,9 +76,12 @@ __all__ = [
     # model (Algorithm 1)
     "AVCEModel",
     "AVCEStepSchedule",
+    "COMPRESSORS",
     "CONTRASTIVE",
+    "FLATTEN_GRID",
     "LATENT_DIM",
     "METRIC_DIM",
+    "REGRESSION_LOSSES",
     "SIMILARITIES",
     # losses (Eqs. 1, 2, 8; Table 4)
     "ALPHA",

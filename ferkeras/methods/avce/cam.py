@@ -24,7 +24,11 @@ i.e. Zhou et al.'s "last-layer weights" mapped back to the ``K`` feature channel
 
     CAM_o(i, j) = sum_k w_ok F_ij,k,    sum_ij CAM_o / (h w) = y_o - (bias terms),    map = (CAM_v + CAM_a) / 2,
 
-upsampled bilinearly to the image and min-max normalised to [0, 1]. H's final ``0.5 tanh`` is left out (it is
+upsampled bilinearly to the image and min-max normalised to [0, 1]. With the authors' compressor
+(``AVCEModel(compressor="flatten")``: 6 x 6 adaptive pooling and flatten instead of global pooling) the weights
+differ per position: ``CAM_o(i, j) = h w sum_k F_ij,k d y_o / d F_ij,k``, which is the formula above when C pools
+globally (then ``d y_o / d F_ij,k = w_ok / (h w)`` everywhere) and, the path being piecewise linear, still sums to
+``h w (y_o - bias terms)``. H's final ``0.5 tanh`` is left out (it is
 monotone: like CAM on pre-softmax logits), so the two outputs are weighted alike. When ``Sp(z)`` has a single
 non-zero entry (``|S| = 1``, common once ``z`` has one dominant unit) ``J_Sp = 0``: H's output does not depend on the
 features around that image, and its map is all zeros, honestly so.
@@ -35,7 +39,7 @@ the generic Grad-CAM and Score-CAM of :mod:`ferkeras.viz.cam` (tf-keras-vis) on 
 independent implementations, and :func:`activation_grid` draws all four maps side by side.
 
 Models: anything with ``encoder`` (image -> (B, h, w, K) feature map), ``compressor`` (starting with global average
-pooling) and ``regressor`` sub-models, and ``head`` for ``head="head"``, e.g. :class:`ferkeras.methods.avce.AVCEModel`.
+pooling, or average pooling to a grid and flatten) and ``regressor`` sub-models, and ``head`` for ``head="head"``, e.g. :class:`ferkeras.methods.avce.AVCEModel`.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ def linear_cam(model, images, head: str = "regressor"):
 
     Returns:
         ``(cams, outputs, weights)``: cams (B, h, w, 2) [valence, arousal] maps, outputs (B, 2) the linearised path's
-        outputs at the images, weights (B, K, 2) the effective channel weights ``w_o`` of each image.
+        outputs at the images, weights (B, K, 2) the effective channel weights ``w_o`` of each image (summed over
+        the positions: for a flattening compressor the maps use the per-position weights).
     """
     if head not in HEADS:
         raise ValueError(f"linear_cam: head must be one of {HEADS}, got {head!r}")
@@ -96,11 +101,13 @@ def linear_cam(model, images, head: str = "regressor"):
             z = sparsemax(z)
         outputs = tf.cast(last(z, training=False), tf.float32)
         per_output = [tf.reduce_sum(outputs[:, o]) for o in range(outputs.shape[-1])]
-    # d y_o / d p_k = sum_ij d y_o / d F_ij,k because p = mean_ij F_ij (C starts with global average pooling);
-    # images are independent in inference mode, so the batch-summed output gives every image's own gradient.
-    weights = tf.stack([tf.reduce_sum(tape.gradient(y, features), axis=(1, 2)) for y in per_output], axis=-1)
+    # Images are independent in inference mode, so the batch-summed output gives every image's own gradient.
+    # Global pooling: d y_o / d F_ij,k = w_ok / (h w) at every position, and d y_o / d p_k = sum_ij of it.
+    grads = tf.stack([tape.gradient(y, features) for y in per_output], axis=-1)  # (B, h, w, K, O)
     del tape
-    cams = tf.einsum("bhwk,bko->bhwo", features, weights)
+    weights = tf.reduce_sum(grads, axis=(1, 2))
+    hw = float(features.shape[1] * features.shape[2])
+    cams = hw * tf.einsum("bhwk,bhwko->bhwo", features, grads)
     return cams, outputs, weights
 
 

@@ -6,7 +6,9 @@ authors' published code, which the paper does not state):
 
 * E, the encoder: the AlexNet-style stack or ResNet-18, from scratch
   (:func:`ferkeras.models.backbones.make_backbone`);
-* C, the compressor: average pooling + FC to ``d = 32`` + ReLU, giving ``z``;
+* C, the compressor: average pooling + FC to ``d = 32`` + ReLU, giving ``z`` (``compressor="gap"``, the paper's
+  Sec. 3.2); the authors' code instead pools to 6 x 6 and flattens (9216 values for AlexNet at 224) into the FC
+  (``compressor="flatten"``);
 * R, the regressor: FC 32 -> 256, ReLU, FC 256 -> 2 (valence, arousal);
 * H, the projection head to the AV plane: FC 32 -> 256, ReLU, FC 256 -> 2, then ``0.5 tanh``;
 * H1, the projection head to the metric space of Eq. 8: FC 32 -> 64, ReLU, FC 64 -> 8, ReLU.
@@ -14,7 +16,8 @@ authors' published code, which the paper does not state):
 ``train_step`` follows Algorithm 1 line by line:
 
 1. forward pass 1: ``z = C(E(img))``, ``x = R(z)``, ``z_a, z_n = Sp(z), Sm(z)`` (Eqs. 6, 7),
-   ``y_a, y_n = H(z_a), H(z_n)`` and ``L_main = L_AV(x, GT) + L_AVCE(x, y_a, y_n)`` (Eq. 2);
+   ``y_a, y_n = H(z_a), H(z_n)`` and ``L_main = L_AV(x, GT) + w L_AVCE(x, y_a, y_n)`` (Eq. 2; Algorithm 1 has
+   ``w = 1``, the default ``contrastive_weight``; the authors' code uses 1e-4);
 2. backward pass 1 updates E, C, R, H;
 3. forward pass 2 (with the updated E, C): ``L_dis`` of Eq. 8 on ``H1(z), H1(z_a), H1(z_n)``;
 4. backward pass 2 updates E, C, H1.
@@ -37,11 +40,12 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from ferkeras.losses.affect import AffectLoss
+from ferkeras.losses.affect import AUTHORS_MSE, AffectLoss
 from ferkeras.losses.reduction import scale_for_replicas
 from ferkeras.methods.avce.losses import DiscriminativeLoss, make_contrastive_loss
 from ferkeras.methods.avce.views import FeatureViews
 from ferkeras.models.backbones import make_backbone
+from ferkeras.models.layers import AdaptiveAveragePooling
 from ferkeras.models.heads import va_regressor
 
 LATENT_DIM = 32
@@ -52,6 +56,13 @@ CONTRASTIVE = ("avce", "infonce", "barlow_twins", "none")
 """``contrastive`` choices: Eq. 2, the Table 4 ablations, or L_AV alone (the baseline)."""
 SIMILARITIES = ("f", "f1", "f2")
 """``similarity`` choices: Eq. 4 (``f``) and the two alternatives of Eq. 5."""
+COMPRESSORS = ("gap", "flatten")
+"""``compressor`` choices: global average pooling + FC (the paper), or 6 x 6 adaptive average pooling, flatten + FC
+(the authors' code)."""
+FLATTEN_GRID = (6, 6)
+"""The authors' compressor pools the feature map to this grid before flattening (AlexNet at 224: 6 x 6 x 256)."""
+REGRESSION_LOSSES = ("rmse", "mse")
+"""``regression_loss`` choices: L_RMSE as in the paper's L_AV, or the authors' code's MSE_v + MSE_a."""
 
 
 @keras.saving.register_keras_serializable(package="ferkeras")
@@ -139,19 +150,34 @@ class AVCEModel(keras.Model):
             embeddings and has no similarity function) and ``"none"``.
         use_dis: run pass 2 with L_dis (Eq. 8); ``False`` is the "w/o L_dis" row of Table 4.
         head_batch_norm: batch normalisation in R, H and H1 (the paper says so; the authors' code has none).
+        compressor: ``"gap"`` (the paper: average pooling + FC) or ``"flatten"`` (the authors' code: adaptive
+            average pooling to 6 x 6 (:data:`FLATTEN_GRID`, bins as PyTorch's ``AdaptiveAvgPool2d``:
+            :class:`ferkeras.models.layers.AdaptiveAveragePooling`), flatten + FC).
+        contrastive_weight: ``w`` in ``L_main = L_AV + w L_contrastive``; 1 in Algorithm 1 (the default), 1e-4 in
+            the authors' code. ``0`` keeps the heads and the logged ``l_contrastive`` but trains as L_AV alone.
+        regression_loss: ``"rmse"`` (the paper's L_AV) or ``"mse"`` (L_RMSE replaced by MSE_v + MSE_a, the
+            authors' code; :data:`ferkeras.losses.affect.AUTHORS_MSE`). PCC and CCC terms are the same.
         width: ResNet-18 stem width (64 = standard); only for ``backbone="resnet18"``.
         **kwargs: passed to ``keras.Model``.
 
     Training data: ``(images, {"va": (B, 2), ...})`` or ``(images, va)``; NaN marks a missing label and is masked
-    by L_AV (:class:`ferkeras.losses.affect.AffectLoss`). The logged ``loss`` is ``L_main = L_AV + L_contrastive``;
-    ``l_av``, ``l_contrastive`` and ``l_dis`` are logged separately. All losses are computed in float32, also under a
-    ``mixed_float16`` policy (every head ends in a float32 layer and the loss inputs are cast).
+    by L_AV (:class:`ferkeras.losses.affect.AffectLoss`). The logged ``loss`` is ``L_main = L_AV + w L_contrastive``;
+    ``l_av``, ``l_contrastive`` (unweighted) and ``l_dis`` are logged separately. All losses are computed in float32, also under a
+    ``mixed_float16`` or ``mixed_bfloat16`` policy (every head ends in a float32 layer and the loss inputs are cast;
+    only ``mixed_float16`` needs, and gets, loss scaling on all three optimisers).
     """
 
     def __init__(self, backbone="alexnet", input_shape=(224, 224, 3), latent_dim=LATENT_DIM,
                  metric_dim=METRIC_DIM, sparsemax_method="closed_form", contrastive="avce", similarity="f",
-                 use_dis=True, head_batch_norm=False, width=64, **kwargs):
+                 use_dis=True, head_batch_norm=False, width=64, compressor="gap", contrastive_weight=1.0,
+                 regression_loss="rmse", **kwargs):
         super().__init__(**kwargs)
+        if compressor not in COMPRESSORS:
+            raise ValueError(f"AVCEModel: compressor={compressor!r}; expected one of {COMPRESSORS}")
+        if regression_loss not in REGRESSION_LOSSES:
+            raise ValueError(f"AVCEModel: regression_loss={regression_loss!r}; expected one of {REGRESSION_LOSSES}")
+        if not contrastive_weight >= 0:
+            raise ValueError(f"AVCEModel: contrastive_weight={contrastive_weight!r} must be >= 0")
         if contrastive not in CONTRASTIVE:
             raise ValueError(f"AVCEModel: contrastive={contrastive!r}; expected one of {CONTRASTIVE}")
         if similarity not in SIMILARITIES:
@@ -166,12 +192,19 @@ class AVCEModel(keras.Model):
         self.use_dis = bool(use_dis)
         self.head_batch_norm = bool(head_batch_norm)
         self.width = int(width)
+        self.compressor_kind = compressor
+        self.contrastive_weight = float(contrastive_weight)
+        self.regression_loss = regression_loss
 
         backbone_kwargs = {"width": self.width} if backbone == "resnet18" else {}
         self.encoder = make_backbone(backbone, self.image_shape, pooling=None, **backbone_kwargs)
         feature_shape = self.encoder.output.shape[1:]
         c_in = keras.Input(feature_shape, name="feature_map")
-        c = layers.GlobalAveragePooling2D(name="avg_pool")(c_in)
+        if compressor == "gap":
+            c = layers.GlobalAveragePooling2D(name="avg_pool")(c_in)
+        else:
+            c = AdaptiveAveragePooling(FLATTEN_GRID, name="adaptive_pool")(c_in)
+            c = layers.Flatten(name="flatten")(c)
         c = layers.Dense(self.latent_dim, name="fc")(c)
         c = layers.ReLU(dtype="float32", name="z")(c)
         self.compressor = keras.Model(c_in, c, name="compressor")
@@ -181,7 +214,7 @@ class AVCEModel(keras.Model):
         self.head1 = _mlp(self.latent_dim, 64, self.metric_dim, self.head_batch_norm, "relu", "head1")
         self.views = FeatureViews(method=sparsemax_method, name="feature_views")
 
-        self.av_loss = AffectLoss()
+        self.av_loss = AffectLoss(**(AUTHORS_MSE if regression_loss == "mse" else {}))
         if contrastive == "none":
             self.contrastive_loss = None
         elif contrastive == "barlow_twins":
@@ -290,7 +323,8 @@ class AVCEModel(keras.Model):
         return images, ops.cast(va, "float32")
 
     def main_losses(self, images, va_true, training=True):
-        """Forward pass 1 of Algorithm 1: ``(x, l_av, l_contrastive)``, losses per replica and NOT replica-scaled."""
+        """Forward pass 1 of Algorithm 1: ``(x, l_av, l_contrastive)``, losses per replica, NOT replica-scaled and
+        ``l_contrastive`` not weighted (``train_step`` applies ``contrastive_weight``)."""
         z = self.encode(images, training=training)
         x = self.regressor(z, training=training)
         (x_32,) = _f32(x)
@@ -329,7 +363,7 @@ class AVCEModel(keras.Model):
         # Forward pass 1 and backward pass 1: E, C, R, H <- L_main = L_AV + L_AVCE.
         with tf.GradientTape(persistent=True) as tape:
             x, l_av, l_con = self.main_losses(images, va_true, training=True)
-            l_main = scale_for_replicas(l_av + l_con)
+            l_main = scale_for_replicas(l_av + self.contrastive_weight * l_con)
             scaled_main = self.optimizer.scale_loss(l_main)
             scaled_head = self.head_optimizer.scale_loss(l_main)
         self.optimizer.apply(tape.gradient(scaled_main, ecr), ecr)
@@ -354,7 +388,7 @@ class AVCEModel(keras.Model):
         if head_vars:  # H's pass-1 and H1's pass-2 gradients: disjoint variables, pass 2 never reads H.
             self.head_optimizer.apply(head_grads, head_vars)
 
-        for tracker, value in zip(self.loss_trackers, (l_av + l_con, l_av, l_con, l_dis)):
+        for tracker, value in zip(self.loss_trackers, (l_av + self.contrastive_weight * l_con, l_av, l_con, l_dis)):
             tracker.update_state(value)
         return self.compute_metrics(images, va_true, x)
 
@@ -386,5 +420,6 @@ class AVCEModel(keras.Model):
         config.update(backbone=self.backbone, input_shape=self.image_shape, latent_dim=self.latent_dim,
                       metric_dim=self.metric_dim, sparsemax_method=self.sparsemax_method,
                       contrastive=self.contrastive, similarity=self.similarity, use_dis=self.use_dis,
-                      head_batch_norm=self.head_batch_norm, width=self.width)
+                      head_batch_norm=self.head_batch_norm, width=self.width, compressor=self.compressor_kind,
+                      contrastive_weight=self.contrastive_weight, regression_loss=self.regression_loss)
         return config

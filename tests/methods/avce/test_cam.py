@@ -168,3 +168,20 @@ def test_activation_map_logger_writes_tensorboard_image_and_png(avce, tmp_path):
     assert saved.shape[:2] == decoded.shape[:2]
     with pytest.raises(ValueError, match="unknown method"):
         ActivationMapLogger(images, method="occlusion")
+
+
+@pytest.mark.parametrize("compressor", ["gap", "flatten"])
+def test_cam_sums_to_the_output_without_biases(compressor):
+    """With every bias of C and R at 0 the path E-map -> C -> R is piecewise linear AND positively homogeneous, so
+    (Euler) y_o = sum_ijk F_ijk dy_o/dF_ijk: the mean of CAM_o over the h x w positions is exactly R's output, for
+    the paper's global pooling and for the authors' 6 x 6 flatten compressor (per-position weights)."""
+    model = AVCEModel("resnet18", (64, 64, 3), width=16, compressor=compressor)
+    for sub in (model.compressor, model.regressor):
+        for layer in sub.layers:
+            if getattr(layer, "bias", None) is not None:
+                layer.bias.assign(np.zeros(layer.bias.shape, "float32"))
+    images = np.random.default_rng(1).uniform(0, 1, (2, 64, 64, 3)).astype("float32")
+    cams, outputs, _ = cam.linear_cam(model, images, "regressor")
+    np.testing.assert_allclose(cams.numpy().mean(axis=(1, 2)), model(images).numpy(), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(outputs.numpy(), model(images).numpy(), rtol=1e-5, atol=1e-7)
+    assert np.abs(outputs.numpy()).max() > 1e-4  # not a vacuous 0 == 0

@@ -376,3 +376,69 @@ def test_replica_scaling_under_mirrored_strategy(tmp_path):
     values = dict(line.split() for line in run.stdout.splitlines() if line.startswith(("DIS", "MAIN")))
     assert float(values["DIS"]) < 1e-4
     assert 0.75 < float(values["MAIN"]) < 1.35
+
+
+@pytest.mark.parametrize("backbone, shape, feature_values", [("resnet18", SHAPE, 36 * 128),
+                                                              ("alexnet", (64, 64, 3), 9216)])
+def test_flatten_compressor_is_the_authors(backbone, shape, feature_values, tmp_path):
+    """compressor="flatten": 6 x 6 adaptive average pooling, flatten (AlexNet: the authors' 9216 values), FC, ReLU;
+    z equals that computed by hand from the encoder's map; trains, saves and exports."""
+    from tests.models.test_layers import np_adaptive_pool
+
+    kwargs = {"width": 16} if backbone == "resnet18" else {}
+    model = AVCEModel(backbone, shape, compressor="flatten", **kwargs)
+    assert model.compressor.get_layer("fc").kernel.shape == (feature_values, 32)
+    images = np.random.default_rng(1).uniform(0, 1, (4,) + shape).astype("float32")
+    va = np.random.default_rng(2).uniform(-0.9, 0.9, (4, 2)).astype("float32")
+    fmap = model.encoder(images).numpy()
+    kernel, bias = (w.numpy() for w in model.compressor.get_layer("fc").weights)
+    want = np.maximum(np_adaptive_pool(fmap, 6, 6).reshape(4, -1) @ kernel + bias, 0)
+    np.testing.assert_allclose(model.encode(images).numpy(), want, rtol=1e-4, atol=1e-5)
+    gap = AVCEModel(backbone, shape, **kwargs)
+    assert gap.compressor.get_layer("fc").kernel.shape == (fmap.shape[-1], 32)
+    result = helpers.run_task_model_test(model, (images, {"va": va}), tmp_path)
+    assert result["reloaded"].compressor_kind == "flatten"
+    with pytest.raises(ValueError, match="compressor"):
+        AVCEModel(backbone, shape, compressor="max", **kwargs)
+
+
+def test_contrastive_weight_scales_only_the_contrastive_gradient(batch):
+    """L_main = L_AV + w L_AVCE: after one pass-1 SGD step, R's update is the L_AV gradient plus w times the L_AVCE
+    gradient (R is not read by L_dis; H's update is w times its L_AVCE gradient)."""
+    images, va = batch
+    data = (tf.constant(images), {"va": tf.constant(va)})
+    deltas = {}
+    for w in (0.0, 1.0, 0.25):
+        keras.utils.set_random_seed(4)
+        model = small_model(contrastive_weight=w, use_dis=False)
+        sgd_compile(model, main=0.1, head=0.1)
+        before = [v.numpy() for v in model.regressor.trainable_variables + model.head.trainable_variables]
+        logs = logged(model.train_step(data))
+        after = [v.numpy() for v in model.regressor.trainable_variables + model.head.trainable_variables]
+        deltas[w] = [a - b for a, b in zip(after, before)]
+        assert logs["loss"] == pytest.approx(logs["l_av"] + w * logs["l_contrastive"], rel=1e-6)
+    n_r = len(small_model().regressor.trainable_variables)
+    for k, (d0, d1, dq) in enumerate(zip(deltas[0.0], deltas[1.0], deltas[0.25])):
+        np.testing.assert_allclose(dq, d0 + 0.25 * (d1 - d0), rtol=1e-3, atol=1e-7)
+        if k >= n_r:  # H: no L_AV gradient at all
+            assert np.all(d0 == 0)
+    assert any(np.abs(d1 - d0).max() > 1e-6 for d0, d1 in zip(deltas[0.0], deltas[1.0]))
+    again = helpers.assert_config_roundtrip(small_model(contrastive_weight=1e-4, regression_loss="mse"))
+    assert again.contrastive_weight == 1e-4 and again.regression_loss == "mse"
+    with pytest.raises(ValueError, match="contrastive_weight"):
+        small_model(contrastive_weight=-1)
+
+
+def test_regression_loss_mse_is_the_authors(batch):
+    """regression_loss="mse": the logged L_AV is MSE_v + MSE_a + (L_PCC + L_CCC) / 2 of R's outputs."""
+    images, va = batch
+    model = small_model(regression_loss="mse")
+    sgd_compile(model)
+    logs = logged(model.train_step((tf.constant(images), {"va": tf.constant(va)})))
+    x = model(images, training=True).numpy()
+    paper = np_l_av(va, x)
+    rmse = np.mean([np.sqrt(np.mean((x[:, k] - va[:, k]) ** 2)) for k in (0, 1)])
+    mse_sum = sum(np.mean((x[:, k] - va[:, k]) ** 2) for k in (0, 1))
+    assert logs["l_av"] == pytest.approx(paper - rmse + mse_sum, rel=1e-4)
+    with pytest.raises(ValueError, match="regression_loss"):
+        small_model(regression_loss="mae")
