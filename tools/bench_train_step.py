@@ -6,7 +6,7 @@ The models, all on the same encoder, image size and batch (random images, the pa
 * ``baseline``: ferkeras.models.baseline, task va (one forward/backward pass of L_AV);
 * ``avce``: AVCEModel with closed-form sparsemax (Kim & Song, "Emotion-aware Multi-view Contrastive Learning for
   Facial Emotion Recognition", ECCV 2022, Algorithm 1: two forward/backward passes);
-* ``avce_ecos``: AVCEModel with cvxpy + ECOS sparsemax (the authors' way);
+* ``avce_ecos``: AVCEModel with cvxpy + ECOS sparsemax (the paper's solver, one batched problem);
 
 each built under every ``--precisions`` value (ferkeras.training.precision: none = float32, bfloat16 =
 mixed_bfloat16, float16 = mixed_float16). All (model, precision) pairs are timed in interleaved rounds, so a change
